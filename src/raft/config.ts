@@ -1,0 +1,66 @@
+import { assert } from '../util/assert.js';
+import type { ConfigState, NodeId } from './types.js';
+
+/** A single-server change (dissertation §4.1): one member at a time, so majorities overlap. */
+export interface ConfigChange {
+  readonly type: 'addLearner' | 'promote' | 'remove';
+  readonly id: NodeId;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Config entries are rare, so JSON is fine here (never on the per-write hot path). */
+export function encodeConfig(config: ConfigState): Uint8Array {
+  return encoder.encode(JSON.stringify({ voters: config.voters, learners: config.learners }));
+}
+
+export function decodeConfig(data: Uint8Array): ConfigState {
+  const parsed: unknown = JSON.parse(decoder.decode(data));
+  assert(isConfigState(parsed), 'config entry does not hold a configuration');
+  return parsed;
+}
+
+function isConfigState(v: unknown): v is ConfigState {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  const strings = (a: unknown) => Array.isArray(a) && a.every((x) => typeof x === 'string');
+  return strings(o['voters']) && strings(o['learners']);
+}
+
+/** Apply a change to a configuration, or say why it cannot apply. */
+export function applyConfigChange(config: ConfigState, change: ConfigChange): ConfigState | string {
+  const isVoter = config.voters.includes(change.id);
+  const isLearner = config.learners.includes(change.id);
+  switch (change.type) {
+    case 'addLearner':
+      if (isVoter || isLearner) return `${change.id} is already a member`;
+      return { voters: config.voters, learners: [...config.learners, change.id] };
+    case 'promote':
+      if (!isLearner) return `${change.id} is not a learner`;
+      return { voters: [...config.voters, change.id], learners: config.learners.filter((x) => x !== change.id) };
+    case 'remove':
+      if (!isVoter && !isLearner) return `${change.id} is not a member`;
+      if (isVoter && config.voters.length === 1) return `cannot remove the last voter ${change.id}`;
+      return { voters: config.voters.filter((x) => x !== change.id), learners: config.learners.filter((x) => x !== change.id) };
+  }
+}
+
+export function quorumSize(voters: number): number {
+  return Math.floor(voters / 2) + 1;
+}
+
+/**
+ * The highest value a majority of voters has reached: sort descending and take the quorum-th.
+ * Used for the commit index (match indexes) and for read rounds.
+ */
+export function majorityValue(values: readonly number[]): number {
+  assert(values.length > 0, 'majority of an empty configuration');
+  const sorted = [...values].sort((a, b) => b - a);
+  return sorted[quorumSize(values.length) - 1];
+}
+
+export function sameConfig(a: ConfigState, b: ConfigState): boolean {
+  const eq = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v) => y.includes(v));
+  return eq(a.voters, b.voters) && eq(a.learners, b.learners);
+}

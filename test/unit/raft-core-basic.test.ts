@@ -1,0 +1,121 @@
+import { describe, expect, test } from 'vitest';
+import { RaftCore } from '../../src/raft/raft-core.js';
+import type { Entry, Message } from '../../src/raft/types.js';
+import { SeededRng } from '../../src/util/rng.js';
+
+/** A minimal lock-step cluster: every Ready is carried out at once, messages delivered in order. */
+function cluster(ids: string[], seed = 1) {
+  const rng = new SeededRng(seed);
+  const applied = new Map<string, Entry[]>(ids.map((id) => [id, []]));
+  const cores = new Map(
+    ids.map((id) => [
+      id,
+      new RaftCore(
+        { id, rng, electionTicks: 10, heartbeatTicks: 1 },
+        { hardState: { term: 0, vote: null, commit: 0 }, snapshot: { index: 0, term: 0, config: { voters: ids, learners: [] } }, entries: [], applied: 0 },
+      ),
+    ]),
+  );
+  const queue: Message[] = [];
+  function drain(maxRounds = 1000): void {
+    for (let round = 0; round < maxRounds; round++) {
+      let busy = false;
+      for (const [id, core] of cores) {
+        if (!core.hasReady()) continue;
+        busy = true;
+        const r = core.ready();
+        queue.push(...r.messages);
+        applied.get(id)!.push(...r.committed);
+        core.advance(r);
+      }
+      while (queue.length > 0) {
+        busy = true;
+        const m = queue.shift()!;
+        cores.get(m.to)!.step(m);
+      }
+      if (!busy) return;
+    }
+    throw new Error('did not settle');
+  }
+  function tickAll(n: number): void {
+    for (let i = 0; i < n; i++) {
+      for (const c of cores.values()) c.tick();
+      drain();
+    }
+  }
+  const leader = () => [...cores.values()].find((c) => c.status().role === 'leader');
+  return { cores, applied, drain, tickAll, leader };
+}
+
+describe('RaftCore basics', () => {
+  test('a 3-member cluster elects one leader and commits proposals everywhere', () => {
+    const c = cluster(['a', 'b', 'c']);
+    c.tickAll(30);
+    const leader = c.leader();
+    expect(leader).toBeDefined();
+    for (let i = 0; i < 100; i++) expect(leader!.propose(new Uint8Array([i])).ok).toBe(true);
+    c.drain();
+    c.tickAll(2);
+    for (const id of ['a', 'b', 'c']) {
+      const data = c.applied.get(id)!.filter((e) => e.data.byteLength > 0).map((e) => e.data[0]);
+      expect(data).toEqual([...Array(100).keys()]);
+    }
+  });
+
+  test('a single member elects itself and commits', () => {
+    const c = cluster(['solo']);
+    c.tickAll(25);
+    const leader = c.leader();
+    expect(leader?.id).toBe('solo');
+    expect(leader!.propose(new Uint8Array([7])).ok).toBe(true);
+    c.drain();
+    expect(c.applied.get('solo')!.map((e) => e.data.byteLength)).toEqual([0, 1]);
+  });
+
+  test('followers refuse proposals and name the leader', () => {
+    const c = cluster(['a', 'b', 'c']);
+    c.tickAll(30);
+    const leader = c.leader()!;
+    const follower = [...c.cores.values()].find((x) => x !== leader)!;
+    expect(follower.propose(new Uint8Array([1]))).toEqual({ ok: false, code: 'NOT_LEADER', leader: leader.id });
+  });
+
+  test('ReadIndex on the leader and through a follower', () => {
+    const c = cluster(['a', 'b', 'c']);
+    c.tickAll(30);
+    const leader = c.leader()!;
+    leader.propose(new Uint8Array([1]));
+    c.drain();
+    const follower = [...c.cores.values()].find((x) => x !== leader)!;
+    expect(leader.readIndex(1).ok).toBe(true);
+    expect(follower.readIndex(2).ok).toBe(true);
+    const states: Array<{ id: string; context: number; index: number }> = [];
+    for (let round = 0; round < 20; round++) {
+      for (const [id, core] of c.cores) {
+        if (!core.hasReady()) continue;
+        const r = core.ready();
+        for (const s of r.readStates) states.push({ id, ...s });
+        for (const m of r.messages) c.cores.get(m.to)!.step(m);
+        core.advance(r);
+      }
+    }
+    const commit = leader.status().commit;
+    expect(states).toEqual(
+      expect.arrayContaining([
+        { id: leader.id, context: 1, index: commit },
+        { id: follower.id, context: 2, index: commit },
+      ]),
+    );
+  });
+
+  test('leadership transfer moves leadership to the target', () => {
+    const c = cluster(['a', 'b', 'c']);
+    c.tickAll(30);
+    const leader = c.leader()!;
+    const target = [...c.cores.values()].find((x) => x !== leader)!;
+    expect(leader.transferLeadership(target.id)).toBe(true);
+    c.drain();
+    c.tickAll(3);
+    expect(c.leader()?.id).toBe(target.id);
+  });
+});
