@@ -1,0 +1,68 @@
+import type { Socket } from 'node:net';
+import Fastify, { LogController } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { ApiError, rawErrorResponse, replyWithError } from './http-errors.js';
+import type { KvService } from './kv-service.js';
+import { registerKvRoutes } from './routes/kv.js';
+import { registerStatusRoutes } from './routes/status.js';
+
+export interface ApiOptions {
+  readonly logger: FastifyBaseLogger;
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+  /** Proxy writes to the leader instead of answering 307 (`--forward-to-leader`). */
+  readonly forwardToLeader: boolean;
+  readonly requestTimeoutMs: number;
+}
+
+/** Headers beyond this are answered 431 by Node before they reach us. */
+const MAX_HEADER_BYTES = 16 * 1024;
+
+/** Builds the client REST API. Never listens: the caller does, and tests use `inject()`. */
+export function buildApi(service: KvService, options: ApiOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.maxValueBytes,
+    routerOptions: { maxParamLength: options.maxKeyBytes * 3 + 16 },
+    // A request that is not done in time is cut off; writes in flight answer before this.
+    requestTimeout: options.requestTimeoutMs * 2 + 10_000,
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    clientErrorHandler: answerClientError,
+    return503OnClosing: true,
+  });
+  // Values are bytes with any Content-Type (or none): never parse, never refuse a media type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.setErrorHandler((err, request, reply) => replyWithError(request, reply, err));
+  app.setNotFoundHandler((request, reply) =>
+    replyWithError(request, reply, new ApiError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)),
+  );
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    service.observeHttp(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+  });
+  registerKvRoutes(app, service, options);
+  registerStatusRoutes(app, service);
+  return app;
+}
+
+/**
+ * Malformed HTTP (bad framing, oversized headers) never becomes a request. Answer with the
+ * contract's JSON error shape, unless a response to an earlier request on this socket is still
+ * pending: then writing would answer out of order, so just close the connection.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  const pending = (socket as Socket & { _httpMessage?: unknown })._httpMessage;
+  if (!socket.writable || pending) {
+    socket.destroy(err);
+    return;
+  }
+  const response =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? rawErrorResponse(431, 'Request Header Fields Too Large', 'INVALID_ARGUMENT', 'Request headers are too large')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? rawErrorResponse(408, 'Request Timeout', 'INVALID_ARGUMENT', 'The request took too long to arrive')
+        : rawErrorResponse(400, 'Bad Request', 'INVALID_ARGUMENT', `Malformed HTTP request (${err.code ?? 'parse error'})`);
+  socket.end(response);
+}
