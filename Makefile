@@ -1,0 +1,50 @@
+# flotilla: the two commands a new user needs are `make cluster` and `make test`.
+SHELL := /bin/bash
+NODE_MODULES_STAMP := node_modules/.installed
+
+.PHONY: all install build typecheck test test-unit test-sim test-cluster cluster clean bench chaos sim-long
+
+all: build
+
+# npm ci on a fresh clone (or when the lock file changed).
+$(NODE_MODULES_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: $(NODE_MODULES_STAMP)
+
+build: $(NODE_MODULES_STAMP)
+	npx tsc -p tsconfig.build.json
+
+typecheck: $(NODE_MODULES_STAMP)
+	npx tsc -p tsconfig.json --noEmit
+
+# The whole suite: type check, unit, simulation (>= 2,000 seeds), real-process cluster and short chaos.
+test: build typecheck
+	npx vitest run
+
+test-unit: build
+	npx vitest run test/unit
+
+test-sim: build
+	npx vitest run test/sim
+
+test-cluster: build
+	npx vitest run test/cluster
+
+# A local 3-member cluster on the contract's ports, data under ./data; Ctrl-C stops it.
+cluster: build
+	node bin/flotilla.js dev-cluster --data-dir ./data
+
+clean:
+	rm -rf dist data coverage .bench-tmp
+
+# A long seeded sweep of the Raft simulator (100,000 seeds).
+sim-long: build
+	FLOTILLA_SEEDS=100000 npx vitest run test/sim
+
+bench: build
+	npx vitest bench --run
+
+chaos: build
+	FLOTILLA_CHAOS=long npx vitest run test/chaos

@@ -1,0 +1,250 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { request } from 'undici';
+
+/** The repository root (tests run from it) and the built CLI the contract names. */
+export const REPO = resolve(import.meta.dirname, '../..');
+export const CLI = join(REPO, 'bin/flotilla.js');
+
+export interface MemberSpec {
+  readonly name: string;
+  readonly host: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+}
+
+export interface ClusterOptions {
+  readonly size?: number;
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
+  /** One loopback address per member (127.0.0.x), so partitions can be cut per address. */
+  readonly distinctHosts?: boolean;
+  readonly extraFlags?: readonly string[];
+  readonly env?: Record<string, string>;
+}
+
+/** Ask the OS for a free port on host (bind port 0, read it, close). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  json<T = unknown>(): T;
+}
+
+/** One HTTP request with a timeout; never throws for HTTP statuses, only for network errors. */
+export async function http(
+  method: string,
+  url: string,
+  options: { body?: string | Uint8Array; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<HttpResult> {
+  const res = await request(url, {
+    method: method as 'GET',
+    body: options.body,
+    headers: options.headers,
+    headersTimeout: options.timeoutMs ?? 10_000,
+    bodyTimeout: options.timeoutMs ?? 10_000,
+  });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, headers: res.headers, body, json: <T>() => JSON.parse(body.toString('utf8')) as T };
+}
+
+/** Follow 307s the way `curl -L` does (bounded). */
+export async function httpFollow(
+  method: string,
+  url: string,
+  options: { body?: string | Uint8Array; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<HttpResult> {
+  let target = url;
+  for (let hop = 0; hop < 5; hop++) {
+    const r = await http(method, target, options);
+    if (r.status !== 307) return r;
+    target = String(r.headers['location']);
+  }
+  throw new Error(`too many redirects from ${url}`);
+}
+
+/**
+ * A cluster of real `flotilla serve` processes on loopback, each with its own temp data dir.
+ * Only the processes it started are signalled, by PID; `destroy()` kills them and removes the dirs.
+ */
+export class ProcessCluster {
+  readonly members: MemberSpec[];
+  readonly #procs = new Map<string, ChildProcess>();
+  readonly #logs = new Map<string, string[]>();
+  readonly #root: string;
+  readonly #options: Required<Omit<ClusterOptions, 'env'>> & { env: Record<string, string> };
+
+  private constructor(root: string, members: MemberSpec[], options: ClusterOptions) {
+    this.#root = root;
+    this.members = members;
+    this.#options = {
+      size: members.length,
+      heartbeatMs: options.heartbeatMs ?? 50,
+      electionMs: options.electionMs ?? 500,
+      distinctHosts: options.distinctHosts ?? false,
+      extraFlags: options.extraFlags ?? [],
+      env: options.env ?? {},
+    };
+  }
+
+  static async create(options: ClusterOptions = {}): Promise<ProcessCluster> {
+    if (!existsSync(join(REPO, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `make build` first');
+    const root = await mkdtemp(join(tmpdir(), 'flotilla-cluster-'));
+    const size = options.size ?? 3;
+    const members: MemberSpec[] = [];
+    for (let i = 0; i < size; i++) {
+      const host = options.distinctHosts ? `127.0.0.${i + 11}` : '127.0.0.1';
+      const clientPort = await freePort(host);
+      const peerPort = await freePort(host);
+      members.push({
+        name: `n${i + 1}`, host, clientPort, peerPort,
+        clientUrl: `http://${host}:${clientPort}`, peerUrl: `http://${host}:${peerPort}`,
+        dataDir: join(root, `n${i + 1}`),
+      });
+    }
+    return new ProcessCluster(root, members, options);
+  }
+
+  get initialCluster(): string {
+    return this.members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+  }
+
+  member(name: string): MemberSpec {
+    const m = this.members.find((x) => x.name === name);
+    if (!m) throw new Error(`no member ${name}`);
+    return m;
+  }
+
+  async startAll(): Promise<void> {
+    for (const m of this.members) this.start(m.name);
+    await this.waitForLeader();
+  }
+
+  start(name: string): void {
+    const m = this.member(name);
+    const o = this.#options;
+    const args = [
+      CLI, 'serve', '--name', m.name, '--data-dir', m.dataDir,
+      '--listen-client-url', m.clientUrl, '--listen-peer-url', m.peerUrl,
+      '--initial-cluster', this.initialCluster,
+      '--heartbeat-interval', String(o.heartbeatMs), '--election-timeout', String(o.electionMs),
+      '--log-level', 'info', ...o.extraFlags,
+    ];
+    const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+    const log = this.#logs.get(name) ?? [];
+    this.#logs.set(name, log);
+    const keep = (chunk: Buffer) => {
+      log.push(chunk.toString('utf8'));
+      if (log.length > 2000) log.splice(0, log.length - 2000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.#procs.set(name, child);
+  }
+
+  pid(name: string): number | undefined {
+    return this.#procs.get(name)?.pid;
+  }
+
+  isRunning(name: string): boolean {
+    const p = this.#procs.get(name);
+    return p !== undefined && p.exitCode === null && p.signalCode === null;
+  }
+
+  /** Send a signal to one member we started; for SIGKILL/SIGTERM wait until it has exited. */
+  async signal(name: string, sig: NodeJS.Signals): Promise<void> {
+    const p = this.#procs.get(name);
+    if (!p || !this.isRunning(name)) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill(sig);
+    if (sig === 'SIGKILL' || sig === 'SIGTERM') {
+      await Promise.race([exited, sleep(15_000)]);
+      if (this.isRunning(name)) {
+        p.kill('SIGKILL');
+        await exited;
+      }
+    }
+  }
+
+  async kill(name: string): Promise<void> {
+    await this.signal(name, 'SIGKILL');
+  }
+
+  async exitCode(name: string): Promise<number | null> {
+    const p = this.#procs.get(name);
+    if (!p) return null;
+    if (p.exitCode !== null || p.signalCode !== null) return p.exitCode;
+    return new Promise((r) => p.once('exit', (code) => r(code)));
+  }
+
+  logs(name: string): string {
+    return (this.#logs.get(name) ?? []).join('');
+  }
+
+  async status(name: string): Promise<{ role: string; leader: string | null; term: number; commitIndex: number; appliedIndex: number } | null> {
+    try {
+      const r = await http('GET', `${this.member(name).clientUrl}/v1/status`, { timeoutMs: 1000 });
+      return r.status === 200 ? r.json() : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The member that says it is leader and that every other running member follows. */
+  async leader(): Promise<string | null> {
+    const views = await Promise.all(
+      this.members.filter((m) => this.isRunning(m.name)).map(async (m) => ({ name: m.name, s: await this.status(m.name) })),
+    );
+    const leaders = views.filter((v) => v.s?.role === 'leader');
+    if (leaders.length !== 1) return null;
+    return leaders[0].name;
+  }
+
+  async waitForLeader(timeoutMs = 15_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const l = await this.leader();
+      if (l) return l;
+      await sleep(50);
+    }
+    throw new Error(`no leader within ${timeoutMs} ms\n${this.members.map((m) => `--- ${m.name}\n${this.logs(m.name).slice(-3000)}`).join('\n')}`);
+  }
+
+  /** Wait until every running member has applied at least `index`. */
+  async waitForApplied(index: number, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const views = await Promise.all(this.members.filter((m) => this.isRunning(m.name)).map((m) => this.status(m.name)));
+      if (views.every((v) => v !== null && v.appliedIndex >= index)) return;
+      await sleep(50);
+    }
+    throw new Error(`not every member applied ${index} within ${timeoutMs} ms`);
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.members.map((m) => this.kill(m.name)));
+    await rm(this.#root, { recursive: true, force: true });
+  }
+}
