@@ -1,9 +1,11 @@
+import { devCluster } from './dev-cluster.js';
 import { serve } from './serve.js';
 
 const USAGE = `usage: flotilla <command> [flags]
 
 commands:
-  serve     run a member (see docs/api.md for every flag)
+  serve        run a member (see docs/api.md for every flag)
+  dev-cluster  run the contract's local 3-member cluster in the foreground (make cluster)
 
 Run 'flotilla serve --help' for the flags of serve.`;
 
@@ -23,6 +25,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return 0;
       }
       return serve(rest);
+    case 'dev-cluster':
+      return devCluster(rest);
     case undefined:
     case '--help':
     case '-h':

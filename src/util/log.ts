@@ -8,7 +8,10 @@ const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INF
 const SKIP_FIELDS = new Set(['level', 'time', 'pid', 'hostname', 'msg']);
 
 /** JSON lines for machines; `HH:MM:SS.mmm LEVEL msg key=value` when a person is watching. */
-export function createLogger(level: string, pretty = process.stdout.isTTY === true): PinoLogger {
+export function createLogger(
+  level: string,
+  pretty = process.stdout.isTTY === true || process.env['FORCE_PRETTY_LOGS'] === '1',
+): PinoLogger {
   if (!pretty) return pino({ level });
   return pino({ level }, new PrettyStream());
 }
