@@ -278,7 +278,8 @@ export class Member implements KvService {
     const s = this.#core.status();
     return {
       name: this.name,
-      role: s.role,
+      // The contract knows four roles: a member running a pre-vote is campaigning, a candidate.
+      role: s.role === 'preCandidate' ? 'candidate' : s.role,
       term: s.term,
       leader: s.leader,
       leaderClientUrl: s.leader === null ? null : (this.#clientUrls.get(s.leader) ?? null),
