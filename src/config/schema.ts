@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../kv/command.js';
 
 /** `n1=http://127.0.0.1:12380,n2=...` → [{ name, peerUrl }] */
 const MEMBER_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -46,8 +47,8 @@ export const ServeConfig = z
     electionTimeoutMs: positiveInt.default(1000),
     /** Extensions (documented in docs/api.md). */
     forwardToLeader: booleanFlag.default(false),
-    maxKeyBytes: positiveInt.max(65_536).default(4096),
-    maxValueBytes: positiveInt.max(64 * 1024 * 1024).default(1536 * 1024),
+    maxKeyBytes: positiveInt.max(MAX_KEY_BYTES).default(4096),
+    maxValueBytes: positiveInt.max(MAX_VALUE_BYTES).default(1536 * 1024),
     requestTimeoutMs: positiveInt.default(5000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
