@@ -69,3 +69,51 @@ export class ValueTooLargeError extends FlotillaError {
     super('VALUE_TOO_LARGE', message);
   }
 }
+
+/** A lease named by a put, a txn or a revoke does not exist (never granted, expired or revoked). */
+export class LeaseNotFoundError extends FlotillaError {
+  override name = 'LeaseNotFoundError';
+
+  constructor(
+    readonly id: number,
+    message = `Lease ${id} not found`,
+  ) {
+    super('LEASE_NOT_FOUND', message);
+  }
+}
+
+/** A grant chose an id that is already a lease; the proposer picks ids, so it may retry another. */
+export class LeaseExistsError extends FlotillaError {
+  override name = 'LeaseExistsError';
+
+  constructor(readonly id: number) {
+    super('INVALID_ARGUMENT', `Lease ${id} already exists`);
+  }
+}
+
+/** A grant beyond MAX_LEASES (kv-state.ts): refused, as every bounded queue is, with OVERLOADED. */
+export class TooManyLeasesError extends FlotillaError {
+  override name = 'TooManyLeasesError';
+
+  constructor(readonly limit: number) {
+    super('OVERLOADED', `Cannot grant a lease: ${limit} leases exist, the most allowed`);
+  }
+}
+
+/**
+ * A watch asked for history older than what is kept: revisions up to `compactRevision` are gone
+ * (retention keeps the most recent ones only; see storage/level-storage.ts).
+ */
+export class CompactedError extends FlotillaError {
+  override name = 'CompactedError';
+
+  constructor(
+    readonly fromRevision: number,
+    readonly compactRevision: number,
+  ) {
+    super(
+      'COMPACTED',
+      `Revision ${fromRevision} is compacted: history is kept after revision ${compactRevision} only`,
+    );
+  }
+}

@@ -10,8 +10,18 @@
  *   meta 'hardState' u8 format, u64 term, u64 commit, u8 vote length (0 = no vote), vote UTF-8
  *        'snapshot'  u8 format, u64 index, u64 term, then voters and learners, each as
  *                    u16 count and that many (u8 length, UTF-8 name)
- *        'applied'   u8 format, u64 appliedIndex, u64 revision
+ *        'applied'   u8 format (2), u64 appliedIndex, u64 revision, u64 compactRevision
+ *                    (format 1, without compactRevision, is read as "no history before revision")
+ *   leases      key   u64 lease id
+ *               value u8 format, u64 ttlSeconds
+ *   lease-keys  key   u64 lease id, then the UTF-8 bytes of a key attached to it
+ *               value empty
+ *   history     key   u64 revision
+ *               value u8 format, u32 event count, then per event: u8 type (0 put, 1 delete),
+ *                     u16 key length, key UTF-8, u64 createRevision, u64 version, u64 lease,
+ *                     u32 value length, value (every event's modRevision is the key's revision)
  */
+import type { LeaseRecord, WatchEvent } from '../kv/kv-state.js';
 import type { ConfigState, Entry, EntryType, HardState, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { ByteReader, ByteWriter, isU64, readU64, U64_BYTES } from '../util/bytes.js';
@@ -128,22 +138,150 @@ export function decodeSnapshotMeta(value: Buffer, fail: Fail): SnapshotMeta {
 export interface AppliedState {
   readonly appliedIndex: number;
   readonly revision: number;
+  /** The highest revision whose watch history is no longer kept (0 while none was dropped). */
+  readonly compactRevision: number;
 }
 
+/** Format 2 added compactRevision. */
+const APPLIED_FORMAT_VERSION = 2;
+
 export function encodeApplied(applied: AppliedState): Buffer {
-  return new ByteWriter(1 + 2 * U64_BYTES)
-    .u8(META_FORMAT_VERSION)
+  assert(applied.compactRevision <= applied.revision, `compactRevision ${applied.compactRevision} > revision`);
+  return new ByteWriter(1 + 3 * U64_BYTES)
+    .u8(APPLIED_FORMAT_VERSION)
     .u64(applied.appliedIndex)
     .u64(applied.revision)
+    .u64(applied.compactRevision)
     .done();
 }
 
+/**
+ * A format-1 record predates the watch history: none of the revisions it counted has history,
+ * so it reads as compacted up to its revision.
+ */
 export function decodeApplied(value: Buffer, fail: Fail): AppliedState {
-  const r = metaReader(value, fail);
+  const r = new ByteReader(value, fail);
+  const format = r.u8('format version');
+  if (format !== META_FORMAT_VERSION && format !== APPLIED_FORMAT_VERSION) {
+    throw fail(`format version ${format}, expected ${APPLIED_FORMAT_VERSION}`);
+  }
   const appliedIndex = r.u64('appliedIndex');
   const revision = r.u64('revision');
+  const compactRevision = format === APPLIED_FORMAT_VERSION ? r.u64('compactRevision') : revision;
   r.end('applied state');
-  return { appliedIndex, revision };
+  if (compactRevision > revision) throw fail(`compactRevision ${compactRevision} is past revision ${revision}`);
+  return { appliedIndex, revision, compactRevision };
+}
+
+// ---- leases ----
+
+export const LEASE_FORMAT_VERSION = 1;
+
+export function leaseKey(id: number): Buffer {
+  assert(isU64(id) && id > 0, `lease id ${id} is not a positive u64`);
+  return new ByteWriter(U64_BYTES).u64(id).done();
+}
+
+export function leaseKeyId(key: Buffer, fail: Fail): number {
+  const id = key.length === U64_BYTES ? readU64(key, 0) : -1;
+  if (!isU64(id) || id === 0) throw fail(`lease key of ${key.length} bytes is not a lease id`);
+  return id;
+}
+
+export function encodeLease(lease: LeaseRecord): Buffer {
+  return new ByteWriter(1 + U64_BYTES).u8(LEASE_FORMAT_VERSION).u64(lease.ttlSeconds).done();
+}
+
+export function decodeLease(value: Buffer, fail: Fail): LeaseRecord {
+  const r = new ByteReader(value, fail);
+  const format = r.u8('format version');
+  if (format !== LEASE_FORMAT_VERSION) throw fail(`format version ${format}, expected ${LEASE_FORMAT_VERSION}`);
+  const ttlSeconds = r.u64('ttlSeconds');
+  r.end('lease');
+  return { ttlSeconds };
+}
+
+/** The lease index: lease id, then the key's UTF-8, so one lease's keys are one range. */
+export function leaseKeysKey(id: number, key: string): Buffer {
+  const keyBytes = Buffer.byteLength(key, 'utf8');
+  return new ByteWriter(U64_BYTES + keyBytes).u64(id).utf8(key, keyBytes).done();
+}
+
+/** The range of the lease index holding one lease's keys: [id, id + 1) as 8-byte prefixes. */
+export function leaseKeysRange(id: number): { gte: Buffer; lt: Buffer } {
+  const gte = leaseKey(id);
+  // id + 1 may be 2^53, which a JS number does not hold exactly: add one to the bytes instead.
+  const lt = Buffer.from(gte);
+  let i = lt.length - 1;
+  while (lt[i] === 0xff) lt[i--] = 0;
+  lt[i]++; // id < 2^53, so some byte is below 0xff
+  return { gte, lt };
+}
+
+/** The key part of a lease index key. */
+export function leaseKeysKeyName(indexKey: Buffer, fail: Fail): string {
+  const r = new ByteReader(indexKey, fail);
+  r.u64('lease id');
+  if (r.remaining === 0) throw fail('lease index key without a key');
+  return r.utf8(r.remaining, 'key');
+}
+
+// ---- history ----
+
+export const HISTORY_FORMAT_VERSION = 1;
+const EVENT_TYPES = ['put', 'delete'] as const;
+const EVENT_FIXED_BYTES = 1 + 2 + 3 * U64_BYTES + 4;
+
+export function historyKey(revision: number): Buffer {
+  assert(isU64(revision) && revision > 0, `revision ${revision} is not a positive u64`);
+  return new ByteWriter(U64_BYTES).u64(revision).done();
+}
+
+export function historyKeyRevision(key: Buffer, fail: Fail): number {
+  const revision = key.length === U64_BYTES ? readU64(key, 0) : -1;
+  if (!isU64(revision) || revision === 0) throw fail(`history key of ${key.length} bytes is not a revision`);
+  return revision;
+}
+
+/** The events of one revision, values included (one copy of each). */
+export function encodeEvents(events: readonly WatchEvent[]): Buffer {
+  const keyBytes = events.map((e) => Buffer.byteLength(e.key, 'utf8'));
+  let size = 1 + 4;
+  for (let i = 0; i < events.length; i++) size += EVENT_FIXED_BYTES + keyBytes[i] + events[i].value.byteLength;
+  const w = new ByteWriter(size).u8(HISTORY_FORMAT_VERSION).u32(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    w.u8(e.type === 'put' ? 0 : 1).u16(keyBytes[i]).utf8(e.key, keyBytes[i]);
+    w.u64(e.createRevision).u64(e.version).u64(e.lease).u32(e.value.byteLength).bytes(e.value);
+  }
+  return w.done();
+}
+
+/**
+ * Decodes the events stored for `revision`, keeping those whose key bytes `match` accepts (all
+ * when it is omitted); keys of other events are never decoded. Values are views into `value`.
+ */
+export function decodeEvents(value: Buffer, revision: number, fail: Fail, match?: (key: Buffer) => boolean): WatchEvent[] {
+  const r = new ByteReader(value, fail);
+  const format = r.u8('format version');
+  if (format !== HISTORY_FORMAT_VERSION) throw fail(`format version ${format}, expected ${HISTORY_FORMAT_VERSION}`);
+  const count = r.u32('event count');
+  if (count === 0) throw fail(`revision ${revision} has no events`);
+  const events: WatchEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    const type = EVENT_TYPES[r.u8('event type')];
+    if (type === undefined) throw fail('unknown event type');
+    const keyBytes = r.bytes(r.u16('key length'), 'key');
+    const createRevision = r.u64('createRevision');
+    const version = r.u64('version');
+    const lease = r.u64('lease');
+    const eventValue = r.bytes(r.u32('value length'), 'value');
+    if (match !== undefined && !match(keyBytes)) continue;
+    const key = new ByteReader(keyBytes, fail).utf8(keyBytes.length, 'key');
+    events.push({ type, key, value: eventValue, modRevision: revision, createRevision, version, lease });
+  }
+  r.end('events');
+  return events;
 }
 
 function metaReader(value: Buffer, fail: Fail): ByteReader {

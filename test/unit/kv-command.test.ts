@@ -86,7 +86,8 @@ describe('decodeCommand rejects garbage with CorruptDataError', () => {
 
   test.each([
     ['an unknown format version', 0, 2, /format version 2/],
-    ['a reserved op code (txn)', 1, 3, /reserved/],
+    ['a reserved op code (leaseExpire)', 1, 6, /reserved/],
+    ['a reserved op code (compact)', 1, 7, /reserved/],
     ['an unknown op code', 1, 200, /unknown op code 200/],
     ['unknown flags', 2, 0x08 | 0x01 | 0x04, /flags/],
     ['a requestId longer than allowed', 3, MAX_REQUEST_ID_BYTES + 1, /requestId/],
@@ -143,7 +144,8 @@ describe('encodeCommand validates', () => {
     ['a negative ifMatch', { op: 'delete', requestId: '', key: 'k', ifMatch: -1 }, InvalidArgumentError],
     ['a fractional ifMatch', { op: 'delete', requestId: '', key: 'k', ifMatch: 1.5 }, InvalidArgumentError],
     ['lease 0', { op: 'put', requestId: '', key: 'k', value: bytes('v'), lease: 0 }, InvalidArgumentError],
-    ['an unknown op', { op: 'txn', requestId: '', key: 'k' } as unknown as Command, InvalidArgumentError],
+    ['an unknown op', { op: 'compact', requestId: '', key: 'k' } as unknown as Command, InvalidArgumentError],
+    ['a txn without its lists', { op: 'txn', requestId: '', key: 'k' } as unknown as Command, InvalidArgumentError],
   ] as const)('rejects %s', (_, command, errorClass) => {
     expect(() => encodeCommand(command as Command)).toThrow(errorClass);
   });
