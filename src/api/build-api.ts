@@ -3,7 +3,13 @@ import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { ApiError, rawErrorResponse, replyWithError } from './http-errors.js';
 import type { KvService } from './kv-service.js';
+import { registerClusterRoutes } from './routes/cluster.js';
 import { registerKvRoutes } from './routes/kv.js';
+import { registerLeaseRoutes } from './routes/leases.js';
+import { registerListRoutes } from './routes/list.js';
+import { registerSnapshotRoutes } from './routes/snapshot.js';
+import { registerTxnRoutes } from './routes/txn.js';
+import { registerWatchRoutes } from './routes/watch.js';
 import { registerStatusRoutes } from './routes/status.js';
 
 export interface ApiOptions {
@@ -30,6 +36,13 @@ export function buildApi(service: KvService, options: ApiOptions): FastifyInstan
     http: { maxHeaderSize: MAX_HEADER_BYTES },
     clientErrorHandler: answerClientError,
     return503OnClosing: true,
+    // Fastify's router rejects bad percent-encoding before any handler: answer in our shape.
+    frameworkErrors: (err, request, reply) => replyWithError(request, reply, err),
+  });
+  // Fastify refuses a Content-Type that is not a valid media type (415) before any parser runs;
+  // values are bytes whatever the client calls them, so every body is read as octet-stream.
+  app.addHook('onRequest', async (request) => {
+    if (request.headers['content-type'] !== undefined) request.raw.headers['content-type'] = 'application/octet-stream';
   });
   // Values are bytes with any Content-Type (or none): never parse, never refuse a media type.
   app.removeAllContentTypeParsers();
@@ -43,6 +56,12 @@ export function buildApi(service: KvService, options: ApiOptions): FastifyInstan
     service.observeHttp(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
   registerKvRoutes(app, service, options);
+  registerListRoutes(app, service);
+  registerWatchRoutes(app, service, options.maxKeyBytes);
+  registerLeaseRoutes(app, service, options);
+  registerTxnRoutes(app, service, options);
+  registerClusterRoutes(app, service, options);
+  registerSnapshotRoutes(app, service);
   registerStatusRoutes(app, service);
   return app;
 }

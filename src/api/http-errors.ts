@@ -7,6 +7,8 @@ import { FlotillaError } from '../util/errors.js';
 const STATUS: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400,
   KEY_NOT_FOUND: 404,
+  LEASE_NOT_FOUND: 404,
+  COMPACTED: 410,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   PRECONDITION_FAILED: 412,

@@ -9,12 +9,15 @@ export const SERVE_FLAGS = {
   'listen-peer-url': 'listenPeerUrl',
   'advertise-client-url': 'advertiseClientUrl',
   'initial-cluster': 'initialCluster',
+  'join': 'join',
   'heartbeat-interval': 'heartbeatIntervalMs',
   'election-timeout': 'electionTimeoutMs',
   'forward-to-leader': 'forwardToLeader',
   'max-key-bytes': 'maxKeyBytes',
   'max-value-bytes': 'maxValueBytes',
   'request-timeout': 'requestTimeoutMs',
+  'snapshot-entries': 'snapshotEntries',
+  'snapshot-catchup-entries': 'snapshotCatchupEntries',
   'log-level': 'logLevel',
 } as const;
 
@@ -48,7 +51,7 @@ export function parseFlags(argv: readonly string[], known: Record<string, string
     if (!(flag in known)) throw new ConfigError(`unknown flag --${flag}`);
     if (eq > 0) values[flag] = arg.slice(eq + 1);
     else if (BOOLEAN_FLAGS.has(flag) && (i + 1 >= argv.length || argv[i + 1].startsWith('--'))) values[flag] = 'true';
-    else if (i + 1 < argv.length) values[flag] = argv[++i];
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) values[flag] = argv[++i];
     else throw new ConfigError(`--${flag} needs a value`);
   }
   return { values, rest };

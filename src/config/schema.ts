@@ -43,6 +43,8 @@ export const ServeConfig = z
     listenPeerUrl: httpUrl.transform(stripSlash),
     advertiseClientUrl: httpUrl.transform(stripSlash).optional(),
     initialCluster: InitialCluster.optional(),
+    /** A running cluster's client URL: ask it to add this (new) member. */
+    join: httpUrl.transform(stripSlash).optional(),
     heartbeatIntervalMs: positiveInt.default(100),
     electionTimeoutMs: positiveInt.default(1000),
     /** Extensions (documented in docs/api.md). */
@@ -50,11 +52,20 @@ export const ServeConfig = z
     maxKeyBytes: positiveInt.max(MAX_KEY_BYTES).default(4096),
     maxValueBytes: positiveInt.max(MAX_VALUE_BYTES).default(1536 * 1024),
     requestTimeoutMs: positiveInt.default(5000),
+    /** Compact the log once this many applied entries are in it (etcd's --snapshot-count). */
+    snapshotEntries: positiveInt.min(2).default(10_000),
+    /** Entries kept after compaction so slightly slow followers catch up without a snapshot. */
+    snapshotCatchupEntries: z.coerce.number().int().min(0).default(5000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => c.electionTimeoutMs >= 2 * c.heartbeatIntervalMs, {
     path: ['electionTimeoutMs'],
     error: 'must be at least twice --heartbeat-interval',
+  })
+  .refine((c) => !(c.join && c.initialCluster), { path: ['join'], error: 'give --join or --initial-cluster, not both' })
+  .refine((c) => c.snapshotCatchupEntries < c.snapshotEntries, {
+    path: ['snapshotCatchupEntries'],
+    error: 'must be smaller than --snapshot-entries',
   });
 
 export type ServeConfig = z.output<typeof ServeConfig>;

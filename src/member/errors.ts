@@ -43,8 +43,8 @@ export class OverloadedError extends FlotillaError {
 /** A read could not be confirmed in time (no effect on data). */
 export class ReadTimeoutError extends FlotillaError {
   override name = 'ReadTimeoutError';
-  constructor(ms: number) {
-    super('TIMEOUT', `Could not confirm a linearizable read within ${ms} ms`);
+  constructor(ms: number, what = 'Could not confirm a linearizable read') {
+    super('TIMEOUT', `${what} within ${ms} ms`);
   }
 }
 

@@ -5,6 +5,8 @@ import type { ConfigState, NodeId } from './types.js';
 export interface ConfigChange {
   readonly type: 'addLearner' | 'promote' | 'remove';
   readonly id: NodeId;
+  /** For addLearner: where the new member listens for peers. */
+  readonly peerUrl?: string;
 }
 
 const encoder = new TextEncoder();
@@ -12,7 +14,9 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** Config entries are rare, so JSON is fine here (never on the per-write hot path). */
 export function encodeConfig(config: ConfigState): Uint8Array {
-  return encoder.encode(JSON.stringify({ voters: config.voters, learners: config.learners }));
+  const o: Record<string, unknown> = { voters: config.voters, learners: config.learners };
+  if (config.peerUrls) o['peerUrls'] = config.peerUrls;
+  return encoder.encode(JSON.stringify(o));
 }
 
 export function decodeConfig(data: Uint8Array): ConfigState {
@@ -25,25 +29,34 @@ function isConfigState(v: unknown): v is ConfigState {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
   const strings = (a: unknown) => Array.isArray(a) && a.every((x) => typeof x === 'string');
-  return strings(o['voters']) && strings(o['learners']);
+  const urls = o['peerUrls'];
+  const urlsOk = urls === undefined || (typeof urls === 'object' && urls !== null && Object.values(urls).every((x) => typeof x === 'string'));
+  return strings(o['voters']) && strings(o['learners']) && urlsOk;
 }
 
 /** Apply a change to a configuration, or say why it cannot apply. */
 export function applyConfigChange(config: ConfigState, change: ConfigChange): ConfigState | string {
   const isVoter = config.voters.includes(change.id);
   const isLearner = config.learners.includes(change.id);
+  const urls = { ...(config.peerUrls ?? {}) };
   switch (change.type) {
     case 'addLearner':
       if (isVoter || isLearner) return `${change.id} is already a member`;
-      return { voters: config.voters, learners: [...config.learners, change.id] };
+      if (change.peerUrl !== undefined) urls[change.id] = change.peerUrl;
+      return withUrls({ voters: config.voters, learners: [...config.learners, change.id] }, urls);
     case 'promote':
       if (!isLearner) return `${change.id} is not a learner`;
-      return { voters: [...config.voters, change.id], learners: config.learners.filter((x) => x !== change.id) };
+      return withUrls({ voters: [...config.voters, change.id], learners: config.learners.filter((x) => x !== change.id) }, urls);
     case 'remove':
       if (!isVoter && !isLearner) return `${change.id} is not a member`;
       if (isVoter && config.voters.length === 1) return `cannot remove the last voter ${change.id}`;
-      return { voters: config.voters.filter((x) => x !== change.id), learners: config.learners.filter((x) => x !== change.id) };
+      delete urls[change.id];
+      return withUrls({ voters: config.voters.filter((x) => x !== change.id), learners: config.learners.filter((x) => x !== change.id) }, urls);
   }
+}
+
+function withUrls(config: { voters: NodeId[] | readonly NodeId[]; learners: NodeId[] | readonly NodeId[] }, urls: Record<NodeId, string>): ConfigState {
+  return Object.keys(urls).length > 0 ? { ...config, peerUrls: urls } : config;
 }
 
 export function quorumSize(voters: number): number {

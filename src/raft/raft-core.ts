@@ -266,12 +266,54 @@ export class RaftCore {
   }
 
   compact(index: number): void {
+    // The runtime picks `index` from its state machine while steps keep arriving; a snapshot from
+    // the leader may have replaced the log meanwhile (not yet through a Ready). Then the prefix is
+    // already gone and there is nothing to do. (Found by the simulator, seed 100.)
+    if (index <= this.#log.snapshot.index) return;
     const term = this.#log.term(index);
     assert(term !== undefined, `compact at ${index}: no such entry`);
+    const config = this.#configAt(index);
+    this.#log.compact({ index, term, config });
+    this.#configs = [{ index, term, config }, ...this.#configs.filter((c) => c.index > index)];
+  }
+
+  /** The snapshot boundary a state-machine image taken at `index` (≤ applied) must carry. */
+  snapshotMetaAt(index: number): SnapshotMeta {
+    assert(index >= this.#log.snapshot.index && index <= this.#log.applied, `no snapshot meta at ${index}`);
+    const term = this.#log.term(index);
+    assert(term !== undefined, `no term at ${index}`);
     let config = this.#configs[0];
     for (const c of this.#configs) if (c.index <= index) config = c;
-    this.#log.compact({ index, term, config: config.config });
-    this.#configs = [{ index, term, config: config.config }, ...this.#configs.filter((c) => c.index > index)];
+    return { index, term, config: config.config };
+  }
+
+  /**
+   * The runtime installed a state-machine image at `meta` (received from the leader `from` in
+   * `term`): the state machine now reflects every entry up to meta.index. If our log already holds
+   * that entry, keep the suffix after it; otherwise replace the log (§7 of the paper).
+   */
+  installSnapshot(meta: SnapshotMeta, from: NodeId, term: number): void {
+    if (term > this.#term) this.#becomeFollower(term, from);
+    const log = this.#log;
+    if (log.matchTerm(meta.index, meta.term)) {
+      if (meta.index > log.commit) log.commit = meta.index;
+      if (meta.index > log.applied) log.applied = meta.index;
+      this.#receivedSnapshot = meta;
+      this.#log.compact(meta);
+      this.#configs = [{ index: meta.index, term: meta.term, config: this.#configAt(meta.index) }, ...this.#configs.filter((c) => c.index > meta.index)];
+    } else {
+      this.#logger.info({ term: this.#term, index: meta.index }, 'restored from a snapshot');
+      log.restore(meta);
+      this.#configs = [{ index: meta.index, term: meta.term, config: meta.config }];
+      this.#receivedSnapshot = meta;
+    }
+    if (term === this.#term) this.#send(this.#appendReply(from, true, meta.index, 0, 0, 0));
+  }
+
+  #configAt(index: number): ConfigState {
+    let config = this.#configs[0];
+    for (const c of this.#configs) if (c.index <= index) config = c;
+    return config.config;
   }
 
   reportUnreachable(peer: NodeId): void {
@@ -381,7 +423,13 @@ export class RaftCore {
       }
       if (m.type === 'preVoteResp' && m.granted) return true;
       const fromLeader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot';
+      // §5.2: only hearing from a leader or granting a vote restarts the election timer. Without
+      // this, a candidate with a stale log (pre-vote off) restarts the timer of the member that
+      // would win every time it campaigns, stalling elections for many rounds (simulator seed 646).
+      // A granted vote still restarts it, in #handleVoteRequest.
+      const elapsed = this.#electionElapsed;
       this.#becomeFollower(m.term, fromLeader ? m.from : null);
+      if (m.type === 'vote') this.#electionElapsed = elapsed;
       return true;
     }
     if (m.term < this.#term) {
@@ -390,6 +438,11 @@ export class RaftCore {
         this.#send(this.#appendReply(m.from, false, 0, 0, 0, 0));
       } else if (m.type === 'preVote') {
         this.#send({ type: 'preVoteResp', from: this.id, to: m.from, term: this.#term, granted: false });
+      } else if (m.type === 'vote') {
+        // Figure 2: the reply carries our term, so a candidate that fell behind catches up at once.
+        // Silence left it campaigning in old terms; when the members ahead of it do not send to
+        // it (they hold an older configuration), it could not win for a long time (seed 1110).
+        this.#send({ type: 'voteResp', from: this.id, to: m.from, term: this.#term, granted: false });
       }
       return false;
     }
@@ -547,6 +600,10 @@ export class RaftCore {
   #handleVoteRequest(m: VoteRequest): void {
     const isPre = m.type === 'preVote';
     const canVote = this.#vote === m.from || (this.#vote === null && this.#leader === null) || (isPre && m.term > this.#term);
+    // Vote without consulting our own configuration (dissertation §4.1): a member whose log lags
+    // behind a config change (a just-promoted learner, say) may be the vote a quorum needs, and
+    // refusing candidates it does not know deadlocked the cluster for good (simulator seed 1604).
+    // Removed members are kept from disrupting by pre-vote and the leader lease (§4.2.3) instead.
     const granted = canVote && this.#log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
     const reply: VoteResponse = {
       type: isPre ? 'preVoteResp' : 'voteResp',

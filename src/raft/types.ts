@@ -31,6 +31,12 @@ export interface HardState {
 export interface ConfigState {
   readonly voters: readonly NodeId[];
   readonly learners: readonly NodeId[];
+  /**
+   * Where each member's peer listener is, carried with the configuration so that a member added
+   * at runtime becomes reachable by everyone the moment its config entry is appended. The core
+   * only passes it along.
+   */
+  readonly peerUrls?: Readonly<Record<NodeId, string>>;
 }
 
 /**

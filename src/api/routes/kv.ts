@@ -1,13 +1,10 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { request as undiciRequest } from 'undici';
-import { NotLeaderError } from '../../member/errors.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiOptions } from '../build-api.js';
-import { ApiError, toFlotillaError } from '../http-errors.js';
+import { writeOrForward } from '../forward.js';
+import { ApiError } from '../http-errors.js';
 import type { KvService, PutOptions } from '../kv-service.js';
 
 const KV_PREFIX = '/v1/kv/';
-/** Marks a request one member forwarded to another, so forwarding never loops. */
-const FORWARDED_HEADER = 'x-flotilla-forwarded';
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -15,10 +12,14 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * Taken literally: no dot-segment resolution, no normalization; %2F and / name the same key.
  */
 export function parseKey(rawUrl: string, maxKeyBytes: number): string {
+  return parseKeyAfter(KV_PREFIX, rawUrl, maxKeyBytes);
+}
+
+export function parseKeyAfter(routePrefix: string, rawUrl: string, maxKeyBytes: number): string {
   const q = rawUrl.indexOf('?');
   const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
-  const encoded = path.slice(KV_PREFIX.length);
-  if (encoded.length === 0) throw new ApiError('INVALID_ARGUMENT', 'The key is empty: use /v1/kv/KEY');
+  const encoded = path.slice(routePrefix.length);
+  if (encoded.length === 0) throw new ApiError('INVALID_ARGUMENT', `The key is empty: use ${routePrefix}KEY`);
   const raw = Buffer.from(encoded, 'latin1');
   const out = Buffer.allocUnsafe(raw.length);
   let n = 0;
@@ -102,7 +103,7 @@ export function registerKvRoutes(app: FastifyInstance, service: KvService, optio
     const conditions = parseConditions(request.headers);
     const lease = parseLease(request.query);
     const value = bodyBytes(request.body);
-    return writeOrForward(request, reply, service, options, async () => {
+    return writeOrForward(request, reply, options, async () => {
       const r = await service.put(key, value, lease === undefined ? conditions : { ...conditions, lease });
       return reply
         .header('etag', `"${r.modRevision}"`)
@@ -113,62 +114,9 @@ export function registerKvRoutes(app: FastifyInstance, service: KvService, optio
   app.delete('/v1/kv/*', async (request, reply) => {
     const key = keyOf(request);
     const conditions = parseConditions(request.headers);
-    return writeOrForward(request, reply, service, options, async () => {
+    return writeOrForward(request, reply, options, async () => {
       const r = await service.delete(key, conditions);
       return reply.send({ deleted: r.deleted, revision: r.revision });
     });
   });
-}
-
-/**
- * Run a write here; if this member is not the leader, either let the error handler answer 307
- * (the default) or, with --forward-to-leader, proxy the request to the leader once.
- */
-async function writeOrForward(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  service: KvService,
-  options: ApiOptions,
-  write: () => Promise<FastifyReply>,
-): Promise<FastifyReply> {
-  try {
-    return await write();
-  } catch (err) {
-    const e = toFlotillaError(err);
-    if (!(e instanceof NotLeaderError) || !options.forwardToLeader) throw err;
-    if (request.headers[FORWARDED_HEADER] !== undefined) {
-      throw new ApiError('NO_LEADER', 'Forwarded to a member that is not the leader; retry');
-    }
-    return forward(request, reply, e.leaderClientUrl, options.requestTimeoutMs);
-  }
-}
-
-const RELAYED_HEADERS = ['content-type', 'etag', 'retry-after', 'location', 'x-flotilla-create-revision', 'x-flotilla-version'];
-
-async function forward(request: FastifyRequest, reply: FastifyReply, leaderUrl: string, timeoutMs: number): Promise<FastifyReply> {
-  const headers: Record<string, string> = { [FORWARDED_HEADER]: '1' };
-  for (const h of ['content-type', 'if-match', 'if-none-match']) {
-    const v = request.headers[h];
-    if (typeof v === 'string') headers[h] = v;
-  }
-  let res;
-  try {
-    res = await undiciRequest(leaderUrl + (request.raw.url ?? ''), {
-      method: request.method as 'PUT' | 'DELETE',
-      headers,
-      body: Buffer.isBuffer(request.body) ? request.body : undefined,
-      headersTimeout: timeoutMs + 1000,
-      bodyTimeout: timeoutMs + 1000,
-    });
-  } catch {
-    // The request may have reached the leader before the connection failed.
-    throw new ApiError('OUTCOME_UNKNOWN', 'Lost the connection to the leader while forwarding; the write may or may not have been applied');
-  }
-  const body = Buffer.from(await res.body.arrayBuffer());
-  reply.code(res.statusCode);
-  for (const h of RELAYED_HEADERS) {
-    const v = res.headers[h];
-    if (typeof v === 'string') reply.header(h, v);
-  }
-  return reply.send(body);
 }
