@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { KvService, MemberStatusView, PutOptions, WriteOptions } from '../api/kv-service.js';
+import type { KvService, MemberStatusView, PutOptions, TxnInput, TxnOutcome, WriteOptions } from '../api/kv-service.js';
 import { buildApi } from '../api/build-api.js';
 import type { ServeConfig } from '../config/schema.js';
 import { encodeCommand } from '../kv/command.js';
@@ -9,18 +9,26 @@ import type { ApplyResult, DeleteResult, PutResult } from '../kv/kv-state.js';
 import type { KvRecord } from '../kv/kv-record.js';
 import { RaftCore } from '../raft/raft-core.js';
 import type { Ready } from '../raft/ready.js';
-import type { Message, NodeId, SoftState } from '../raft/types.js';
+import type { ConfigState, Message, NodeId, SoftState } from '../raft/types.js';
 import { LevelStorage } from '../storage/level-storage.js';
+import type { ListOptions, ListPage } from '../storage/level-storage.js';
 import { PeerTransport } from '../transport/peer-client.js';
 import { buildPeerApp } from '../transport/peer-routes.js';
 import { assert } from '../util/assert.js';
 import { SeededRng } from '../util/rng.js';
 import type { PinoLogger } from '../util/log.js';
+import { openState } from './bootstrap.js';
 import { ClusterFile } from './cluster-file.js';
-import { NoLeaderError, NotLeaderError, OutcomeUnknownError, OverloadedError, ShuttingDownError } from './errors.js';
+import { NoLeaderError, NotLeaderError, OutcomeUnknownError, OverloadedError, ReadTimeoutError, ShuttingDownError } from './errors.js';
 import { MemberMetrics } from './metrics.js';
 import { ProposalWaiters } from './proposals.js';
 import { ReadBatcher } from './reads.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { WatchHub } from './watch-hub.js';
+import { SnapshotManager } from './snapshots.js';
+import type { HubEvent, WatchFilter, WatchSink } from './watch-hub.js';
+import { InvalidArgumentError, LeaseNotFoundError } from '../kv/errors.js';
+import type { ConfigChange } from '../raft/config.js';
 
 export interface MemberOptions {
   readonly logger: PinoLogger;
@@ -31,6 +39,10 @@ export interface MemberOptions {
 /** Writes waiting for commit, and reads waiting for a read index, are bounded. */
 const MAX_PENDING_PROPOSALS = 50_000;
 const MAX_PENDING_READS = 50_000;
+/** Idle watches hear the current revision this often. */
+const WATCH_PROGRESS_INTERVAL_MS = 5000;
+/** Lease ids are random in [1, 2^48): unique enough, and exact as JSON numbers. */
+const LEASE_ID_LIMIT = 2 ** 48;
 
 /**
  * One flotilla member: the Raft core driven by ticks and peer messages, its Ready batches carried
@@ -47,8 +59,20 @@ export class Member implements KvService {
   readonly #metrics: MemberMetrics;
   readonly #proposals: ProposalWaiters;
   readonly #reads: ReadBatcher;
+  readonly #leases: LeaseKeeper;
+  readonly #watch: WatchHub;
+  #progressTimer: NodeJS.Timeout | null = null;
+  readonly #snapshots: SnapshotManager;
+  /** Work that must run between two Readies (compaction, installing a snapshot). */
+  #exclusive: Array<() => Promise<void>> = [];
+  #compacting = false;
   /** Where each member's clients go, learned from the headers of its peer requests. */
   readonly #clientUrls = new Map<NodeId, string>();
+  /** Every member's peer URL we know: founding members, then whatever config entries add. */
+  readonly #addresses = new Map<NodeId, string>();
+  readonly #clusterFile: ClusterFile;
+  #lastConfig: ConfigState | null = null;
+  #clusterFileWrite: Promise<void> = Promise.resolve();
   readonly clientUrl: string;
   #peerApp: FastifyInstance | null = null;
   #clientApp: FastifyInstance | null = null;
@@ -58,6 +82,9 @@ export class Member implements KvService {
   #stopping = false;
   #fatal = false;
   #lastSoft: SoftState | null = null;
+  /** Term and vote as last written, to know when a leader's Ready changes neither. */
+  #persistedTerm = 0;
+  #persistedVote: NodeId | null = null;
 
   private constructor(config: ServeConfig, storage: LevelStorage, core: RaftCore, options: MemberOptions) {
     this.name = config.name;
@@ -66,11 +93,43 @@ export class Member implements KvService {
     this.#onFatal = options.onFatal ?? (() => process.exit(70));
     this.#storage = storage;
     this.#core = core;
+    this.#clusterFile = new ClusterFile(config.dataDir);
     this.clientUrl = config.advertiseClientUrl ?? config.listenClientUrl;
     this.#clientUrls.set(this.name, this.clientUrl);
     this.#metrics = new MemberMetrics(() => this.#core.status());
     this.#proposals = new ProposalWaiters(MAX_PENDING_PROPOSALS, config.requestTimeoutMs, (ms) => this.#metrics.proposalSeconds.observe(ms / 1000));
     this.#reads = new ReadBatcher(MAX_PENDING_READS, config.requestTimeoutMs);
+    this.#leases = new LeaseKeeper({
+      now: () => performance.now(),
+      revokeExpired: async (id) => {
+        await this.#propose({ op: 'leaseRevoke', requestId: '', id, reason: 'expire' });
+      },
+    });
+    this.#watch = new WatchHub({
+      revision: () => this.#storage.revision,
+      readHistory: (fromRevision, filter, limit) =>
+        this.#storage.readHistory({ fromRevision, key: filter.key, prefix: filter.prefix, limit }),
+    });
+    this.#snapshots = new SnapshotManager({
+      self: this.name,
+      selfClientUrl: this.clientUrl,
+      dataDir: config.dataDir,
+      storage,
+      log: this.#log.child({ component: 'snapshots' }),
+      term: () => this.#core.status().term,
+      commit: () => this.#core.status().commit,
+      snapshotMetaAt: (index) => this.#core.snapshotMetaAt(index),
+      peerUrl: (peer) => this.#addresses.get(peer),
+      exclusive: (task) => this.#runExclusive(task),
+      installed: (meta, from, term) => {
+        this.#core.installSnapshot(meta, from, term);
+        this.#schedule();
+      },
+      reportSnapshot: (peer, ok) => {
+        this.#core.reportSnapshot(peer, ok);
+        this.#schedule();
+      },
+    });
     this.#transport = new PeerTransport({
       self: this.name,
       selfClientUrl: this.clientUrl,
@@ -87,23 +146,7 @@ export class Member implements KvService {
     const log = options.logger.child({ member: config.name });
     const storage = await LevelStorage.open(config.dataDir);
     try {
-      const clusterFile = new ClusterFile(config.dataDir);
-      let state = await storage.load();
-      let peers = await clusterFile.read();
-      if (state === null) {
-        if (!config.initialCluster) throw new Error('--initial-cluster is required to start a new member');
-        if (!config.initialCluster.some((m) => m.name === config.name)) {
-          throw new Error(`--initial-cluster does not list this member (${config.name})`);
-        }
-        peers = config.initialCluster;
-        await clusterFile.write(peers); // before the Raft state, so a crash between leaves a fresh dir
-        state = await storage.bootstrap({ voters: peers.map((m) => m.name), learners: [] });
-        log.info({ members: peers.map((m) => m.name) }, 'bootstrapped a new member');
-      } else if (peers === null) {
-        if (!config.initialCluster) throw new Error(`${config.dataDir} holds state but no member list; pass --initial-cluster`);
-        peers = config.initialCluster;
-        await clusterFile.write(peers);
-      }
+      const { state, peers } = await openState(config, storage, log);
       const ticks = Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));
       const core = new RaftCore(
         {
@@ -116,7 +159,11 @@ export class Member implements KvService {
         state,
       );
       const member = new Member(config, storage, core, options);
-      for (const p of peers) if (p.name !== config.name) member.#transport.setPeer(p.name, p.peerUrl);
+      member.#persistedTerm = state.hardState.term;
+      member.#persistedVote = state.hardState.vote;
+      for (const p of peers) member.#addresses.set(p.name, p.peerUrl);
+      member.#syncPeers();
+      await member.#snapshots.init();
       await member.#listen();
       log.info(
         { term: state.hardState.term, applied: state.applied, lastIndex: core.status().lastIndex, client: member.clientUrl, peer: config.listenPeerUrl },
@@ -137,6 +184,11 @@ export class Member implements KvService {
         self: this.name,
         receive: (from, url, messages) => this.#receive(from, url, messages),
         rejected: () => this.#metrics.peerRejected.inc(),
+        snapshotOffset: (snap) => this.#snapshots.offset(snap),
+        receiveSnapshot: (snap, body) => {
+          if (snap.clientUrl) this.#clientUrls.set(snap.from, snap.clientUrl);
+          return this.#snapshots.receive(snap, body);
+        },
       },
       this.#log.child({ component: 'peer-api' }),
     );
@@ -150,6 +202,7 @@ export class Member implements KvService {
     await this.#peerApp.listen({ host: peerUrl.hostname, port: Number(peerUrl.port || 80) });
     await this.#clientApp.listen({ host: clientUrl.hostname, port: Number(clientUrl.port || 80) });
     this.#ticker = setInterval(() => this.#tick(), this.#config.heartbeatIntervalMs);
+    this.#progressTimer = setInterval(() => this.#watch.progressAll(), WATCH_PROGRESS_INTERVAL_MS);
     this.#schedule();
   }
 
@@ -159,6 +212,10 @@ export class Member implements KvService {
     if (this.#stopping) return;
     this.#core.tick();
     this.#reads.prune();
+    if (this.#core.status().role === 'leader') {
+      this.#leases.tick();
+      this.#promoteCaughtUpLearners();
+    }
     this.#schedule();
   }
 
@@ -184,6 +241,7 @@ export class Member implements KvService {
     this.#loopRunning = true;
     try {
       for (;;) {
+        while (this.#exclusive.length > 0) await this.#exclusive.shift()!();
         this.#reads.flush((ctx) => this.#core.readIndex(ctx).ok);
         if (!this.#core.hasReady()) break;
         await this.#handleReady(this.#core.ready());
@@ -197,23 +255,96 @@ export class Member implements KvService {
 
   /** Persist, then send, then apply, then serve reads: the order the Ready contract demands. */
   async #handleReady(ready: Ready): Promise<void> {
+    // A leader whose term and vote did not change sends its appends while it writes its own log
+    // (§10.2.1 of the dissertation): it counts itself toward a quorum only once its write is
+    // durable (the core's advance), so nothing is acknowledged early. Everyone else must persist
+    // first: their votes and acknowledgements depend on it.
+    const early = !this.#stopping && ready.hardState?.vote === undefined && this.#core.status().role === 'leader'
+      ? true
+      : !this.#stopping && this.#core.status().role === 'leader' && ready.hardState !== null && ready.hardState.term === this.#persistedTerm && ready.hardState.vote === this.#persistedVote;
+    if (early) this.#send(ready.messages);
     const t0 = performance.now();
     const results = await this.#storage.persist(ready);
+    if (ready.hardState) {
+      this.#persistedTerm = ready.hardState.term;
+      this.#persistedVote = ready.hardState.vote;
+    }
     if (ready.mustSync) this.#metrics.persistSeconds.observe((performance.now() - t0) / 1000);
     if (ready.entries.length > 0) this.#metrics.readyBatchEntries.observe(ready.entries.length);
     assert(results.length === ready.committed.length, 'one apply result per committed entry');
-    if (!this.#stopping) this.#transport.send(ready.messages);
+    if (!early && !this.#stopping) this.#send(ready.messages);
+    this.#afterApply(results);
     this.#proposals.settle(ready.committed, results);
     if (ready.softState) this.#onSoftState(ready.softState);
     this.#core.advance(ready);
+    if (this.#core.config() !== this.#lastConfig) this.#syncPeers();
     const applied = this.#storage.appliedIndex;
     this.#reads.onReadStates(ready.readStates, applied);
     this.#reads.onApplied(applied);
+    this.#maybeCompact(applied);
+  }
+
+  /** Raft messages go out in batches; a snapshot request becomes an image upload. */
+  #send(messages: readonly Message[]): void {
+    let plain = messages;
+    if (messages.some((m) => m.type === 'snapshot')) {
+      plain = messages.filter((m) => m.type !== 'snapshot');
+      for (const m of messages) if (m.type === 'snapshot') this.#snapshots.send(m.to, m.snapshot.index);
+    }
+    this.#transport.send(plain);
+  }
+
+  /** Past --snapshot-entries applied entries in the log, fold all but the catch-up tail away. */
+  #maybeCompact(applied: number): void {
+    if (this.#compacting) return;
+    const first = this.#core.status().firstIndex;
+    if (applied - first + 1 < this.#config.snapshotEntries) return;
+    const index = applied - this.#config.snapshotCatchupEntries;
+    if (index < first) return;
+    this.#compacting = true;
+    this.#snapshots
+      .compact(index, (i) => this.#core.compact(i))
+      .catch((err: unknown) => this.#die(err))
+      .finally(() => (this.#compacting = false));
+  }
+
+  /** Queue `task` to run in the loop between two Readies, and resolve with its result. */
+  #runExclusive<T>(task: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#exclusive.push(() => task().then(resolve, reject));
+      this.#schedule();
+    });
+  }
+
+  /** A consistent backup image of this member's state (GET /v1/snapshot). */
+  backup(): ReturnType<SnapshotManager['backup']> {
+    if (this.#stopping) return Promise.reject(new ShuttingDownError());
+    return this.#snapshots.backup();
+  }
+
+  /** Applied changes go to watchers; lease grants and revokes to the leader's lease clock. */
+  #afterApply(results: readonly ApplyResult[]): void {
+    let events: HubEvent[] | null = null;
+    for (const r of results) {
+      if (r.kind === 'leaseGrant') this.#leases.granted(r.id, r.ttlSeconds);
+      else if (r.kind === 'leaseRevoke') this.#leases.revoked(r.id);
+      if ('events' in r && r.events.length > 0) (events ??= []).push(...r.events);
+    }
+    this.#watch.publish(events ?? [], this.#storage.revision);
   }
 
   #onSoftState(s: SoftState): void {
     const prev = this.#lastSoft;
     this.#lastSoft = s;
+    if (s.role === 'leader' && prev?.role !== 'leader') {
+      this.#leases.promote();
+      this.#storage.leases().then(
+        (leases) => this.#leases.load(leases),
+        (err: unknown) => this.#log.error({ err }, 'could not load leases'),
+      );
+    } else if (s.role !== 'leader' && prev?.role === 'leader') {
+      this.#leases.demote();
+    }
     if (prev && prev.role === s.role && prev.leader === s.leader) return;
     const fields = { term: s.term, role: s.role, leader: s.leader };
     if (s.role === 'leader') this.#log.info(fields, 'became leader');
@@ -244,14 +375,61 @@ export class Member implements KvService {
     return result;
   }
 
-  async get(key: string, consistency: 'linearizable' | 'stale'): Promise<KvRecord | null> {
+  async txn(txn: TxnInput): Promise<TxnOutcome> {
+    const result = await this.#propose({ op: 'txn', requestId: '', compare: txn.compare, success: txn.success, failure: txn.failure });
+    if (result.kind === 'error') throw result.error;
+    assert(result.kind === 'txn', `txn applied as ${result.kind}`);
+    return { succeeded: result.succeeded, revision: result.revision, results: result.results };
+  }
+
+  async grantLease(ttlSeconds: number): Promise<{ id: number; ttl: number }> {
+    // Like etcd, a TTL shorter than an election and a half could expire during a failover.
+    const minTtl = Math.ceil((1.5 * this.#config.electionTimeoutMs) / 1000);
+    const ttl = Math.max(ttlSeconds, minTtl);
+    const result = await this.#propose({ op: 'leaseGrant', requestId: '', id: randomInt(1, LEASE_ID_LIMIT), ttlSeconds: ttl });
+    if (result.kind === 'error') throw result.error;
+    assert(result.kind === 'leaseGrant', `lease grant applied as ${result.kind}`);
+    return { id: result.id, ttl: result.ttlSeconds };
+  }
+
+  async keepAliveLease(id: number): Promise<{ id: number; ttl: number }> {
     if (this.#stopping) throw new ShuttingDownError();
-    if (consistency === 'linearizable') {
-      const wait = this.#reads.enqueue();
-      this.#schedule();
-      await wait;
-    }
+    const s = this.#core.status();
+    if (s.role !== 'leader') throw this.#refusal('NOT_LEADER', s.leader);
+    const lease = await this.#storage.lease(id);
+    if (lease === null || !this.#leases.keepAlive(id, lease.ttlSeconds)) throw new LeaseNotFoundError(id);
+    return { id, ttl: lease.ttlSeconds };
+  }
+
+  async revokeLease(id: number): Promise<{ deletedKeys: number; revision: number }> {
+    const result = await this.#propose({ op: 'leaseRevoke', requestId: '', id, reason: 'revoke' });
+    if (result.kind === 'error') throw result.error;
+    assert(result.kind === 'leaseRevoke', `lease revoke applied as ${result.kind}`);
+    return { deletedKeys: result.deletedKeys, revision: result.revision };
+  }
+
+  openWatch(filter: WatchFilter, fromRevision: number | null, sink: WatchSink): Promise<() => void> {
+    if (this.#stopping) return Promise.reject(new ShuttingDownError());
+    return this.#watch.open(filter, fromRevision, sink);
+  }
+
+  async get(key: string, consistency: 'linearizable' | 'stale'): Promise<KvRecord | null> {
+    await this.#readBarrier(consistency);
     return this.#storage.get(key);
+  }
+
+  async list(options: ListOptions, consistency: 'linearizable' | 'stale'): Promise<ListPage> {
+    await this.#readBarrier(consistency);
+    return this.#storage.list(options);
+  }
+
+  /** A linearizable read waits until this member has applied a confirmed read index (§6.4). */
+  async #readBarrier(consistency: 'linearizable' | 'stale'): Promise<void> {
+    if (this.#stopping) throw new ShuttingDownError();
+    if (consistency === 'stale') return;
+    const wait = this.#reads.enqueue();
+    this.#schedule();
+    await wait;
   }
 
   async #propose(command: Command): Promise<ApplyResult> {
@@ -324,6 +502,89 @@ export class Member implements KvService {
     return ok;
   }
 
+  // ------------------------------------------------------------------ membership
+
+  /**
+   * The configuration changed (a config entry was appended, or a snapshot restored): talk to
+   * exactly its members, and remember every address in cluster.json for the next start.
+   */
+  #syncPeers(): void {
+    const config = this.#core.config();
+    this.#lastConfig = config;
+    for (const [name, url] of Object.entries(config.peerUrls ?? {})) this.#addresses.set(name, url);
+    const members = new Set([...config.voters, ...config.learners]);
+    for (const name of members) {
+      const url = this.#addresses.get(name);
+      if (name !== this.name && url !== undefined) this.#transport.setPeer(name, url);
+    }
+    for (const name of [...this.#addresses.keys()]) {
+      if (members.has(name)) continue;
+      this.#transport.removePeer(name);
+      this.#addresses.delete(name);
+    }
+    const snapshot = [...this.#addresses].map(([name, peerUrl]) => ({ name, peerUrl }));
+    this.#clusterFileWrite = this.#clusterFileWrite
+      .then(() => this.#clusterFile.write(snapshot))
+      .catch((err: unknown) => this.#log.error({ err }, 'could not write cluster.json'));
+  }
+
+  members(): { members: Array<{ name: string; peerUrl: string | null; clientUrl: string | null; voter: boolean }> } {
+    const c = this.#core.config();
+    const view = (name: string, voter: boolean) => ({
+      name,
+      peerUrl: name === this.name ? this.#config.listenPeerUrl : (this.#addresses.get(name) ?? null),
+      clientUrl: this.#clientUrls.get(name) ?? null,
+      voter,
+    });
+    return { members: [...c.voters.map((n) => view(n, true)), ...c.learners.map((n) => view(n, false))] };
+  }
+
+  /** Add a learner (promoted to voter by the leader once it has caught up). */
+  async addMember(name: string, peerUrl: string): Promise<ReturnType<Member['members']>> {
+    await this.#proposeConfig({ type: 'addLearner', id: name, peerUrl });
+    return this.members();
+  }
+
+  async removeMember(name: string): Promise<void> {
+    await this.#proposeConfig({ type: 'remove', id: name });
+  }
+
+  async #proposeConfig(change: ConfigChange): Promise<void> {
+    if (this.#stopping) throw new ShuttingDownError();
+    const r = this.#core.proposeConfigChange(change);
+    if (!r.ok) {
+      if (r.code === 'INVALID_CONFIG_CHANGE') throw new InvalidArgumentError(r.message ?? 'invalid membership change');
+      if (r.code === 'CONFIG_CHANGE_PENDING') throw new OverloadedError('membership changes (one at a time; retry when the last one has committed)');
+      throw this.#refusal(r.code, r.leader);
+    }
+    const done = this.#proposals.wait(r.index, r.term);
+    this.#schedule();
+    await done;
+  }
+
+  /** The leader promotes a learner once its log has caught up with the commit index. */
+  #promoteCaughtUpLearners(): void {
+    const s = this.#core.status();
+    const learner = s.progress.find((p) => p.learner && p.match >= s.commit);
+    if (!learner) return;
+    const r = this.#core.proposeConfigChange({ type: 'promote', id: learner.id });
+    if (r.ok) this.#log.info({ peer: learner.id, index: r.index }, 'promoting caught-up learner to voter');
+  }
+
+  /** POST /v1/cluster/leader: hand leadership over and wait until it has moved. */
+  async transferLeader(name: string): Promise<void> {
+    const s = this.#core.status();
+    if (s.role !== 'leader') throw this.#refusal('NOT_LEADER', s.leader);
+    if (name === this.name) return;
+    if (!this.transferLeadership(name)) throw new InvalidArgumentError(`${name} is not a voting member`);
+    const deadline = performance.now() + 2 * this.#config.electionTimeoutMs;
+    while (performance.now() < deadline) {
+      if (this.#core.status().leader === name) return;
+      await sleep(10);
+    }
+    throw new ReadTimeoutError(2 * this.#config.electionTimeoutMs, `Leadership did not move to ${name}`);
+  }
+
   // ------------------------------------------------------------------ shutdown
 
   /**
@@ -336,6 +597,8 @@ export class Member implements KvService {
     await this.#handOffLeadership();
     this.#stopping = true;
     if (this.#ticker) clearInterval(this.#ticker);
+    if (this.#progressTimer) clearInterval(this.#progressTimer);
+    this.#watch.closeAll('The member is stopping; resume on another member');
     for (let i = 0; i < 100 && this.#proposals.size > 0; i++) await sleep(10);
     this.#proposals.failAll(() => new OutcomeUnknownError('The member shut down before the write was confirmed'));
     this.#reads.failAll(() => new ShuttingDownError());

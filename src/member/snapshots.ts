@@ -1,0 +1,187 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { NodeId, SnapshotMeta } from '../raft/types.js';
+import type { IncomingSnapshot } from '../transport/peer-routes.js';
+import { uploadSnapshot } from '../transport/snapshot-transfer.js';
+import type { PinoLogger } from '../util/log.js';
+
+/** What the snapshot machinery needs from storage (LevelStorage provides it). */
+export interface SnapshotStorage {
+  readonly appliedIndex: number;
+  writeImage(metaAt: (appliedIndex: number) => SnapshotMeta, file: string): Promise<{ meta: SnapshotMeta }>;
+  installImage(file: string): Promise<{ meta: SnapshotMeta }>;
+  compactLog(meta: SnapshotMeta): Promise<void>;
+}
+
+export interface SnapshotDeps {
+  readonly self: NodeId;
+  readonly selfClientUrl: string;
+  readonly dataDir: string;
+  readonly storage: SnapshotStorage;
+  readonly log: PinoLogger;
+  term(): number;
+  commit(): number;
+  snapshotMetaAt(index: number): SnapshotMeta;
+  peerUrl(peer: NodeId): string | undefined;
+  /** Run `task` in the member loop, between two Readies (no persist in flight). */
+  exclusive<T>(task: () => Promise<T>): Promise<T>;
+  /** The image at `meta` is installed in storage: tell the core. */
+  installed(meta: SnapshotMeta, from: NodeId, term: number): void;
+  reportSnapshot(peer: NodeId, ok: boolean): void;
+}
+
+/** An outgoing image is reused for followers while it is this fresh (entries behind the log). */
+const IMAGE_REUSE_MS = 60_000;
+
+/**
+ * Log compaction and InstallSnapshot. Images are files under `<data-dir>/snapshots/`: an outgoing
+ * one is written once from a LevelDB snapshot and streamed to every follower that needs it; an
+ * incoming one is appended as it arrives (so a dropped upload resumes at the byte it reached) and
+ * installed, whole and verified, inside the member loop.
+ */
+export class SnapshotManager {
+  readonly #dir: string;
+  readonly #uploading = new Set<NodeId>();
+  #image: { file: string; meta: SnapshotMeta; createdAt: number } | null = null;
+  #creating: Promise<{ file: string; meta: SnapshotMeta }> | null = null;
+
+  constructor(readonly deps: SnapshotDeps) {
+    this.#dir = join(deps.dataDir, 'snapshots');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.#dir, { recursive: true });
+    // Outgoing images from a previous run are stale; partial incoming ones may still resume.
+    for (const f of await readdir(this.#dir)) if (f.startsWith('out-') || f.startsWith('backup-')) await rm(join(this.#dir, f), { force: true });
+  }
+
+  // ------------------------------------------------------------------ compaction
+
+  /** Keep the in-memory and on-disk log bounded: fold entries up to `index` into the boundary. */
+  async compact(index: number, compactCore: (index: number) => void): Promise<void> {
+    await this.deps.exclusive(async () => {
+      const meta = this.deps.snapshotMetaAt(index);
+      await this.deps.storage.compactLog(meta);
+      compactCore(index);
+      this.deps.log.info({ index, term: meta.term }, 'compacted the log');
+    });
+  }
+
+  // ------------------------------------------------------------------ outgoing
+
+  /** The core asked for a snapshot to `peer` (it is behind our compacted log). */
+  send(peer: NodeId, minIndex: number): void {
+    if (this.#uploading.has(peer)) return;
+    const peerUrl = this.deps.peerUrl(peer);
+    if (!peerUrl) {
+      this.deps.reportSnapshot(peer, false);
+      return;
+    }
+    this.#uploading.add(peer);
+    void this.#upload(peer, peerUrl, minIndex).finally(() => this.#uploading.delete(peer));
+  }
+
+  async #upload(peer: NodeId, peerUrl: string, minIndex: number): Promise<void> {
+    const started = performance.now();
+    try {
+      const image = await this.#outgoingImage(minIndex);
+      this.deps.log.info({ peer, index: image.meta.index }, 'sending a snapshot');
+      await uploadSnapshot({
+        self: this.deps.self, selfClientUrl: this.deps.selfClientUrl, peerUrl, term: this.deps.term(),
+        index: image.meta.index, snapTerm: image.meta.term, file: image.file,
+      });
+      this.deps.log.info({ peer, index: image.meta.index, ms: Math.round(performance.now() - started) }, 'snapshot installed by follower');
+      this.deps.reportSnapshot(peer, true);
+    } catch (err) {
+      this.deps.log.warn({ peer, err: err instanceof Error ? err.message : String(err) }, 'snapshot to follower failed');
+      this.deps.reportSnapshot(peer, false);
+    }
+  }
+
+  async #outgoingImage(minIndex: number): Promise<{ file: string; meta: SnapshotMeta }> {
+    const img = this.#image;
+    if (img && img.meta.index >= minIndex && Date.now() - img.createdAt < IMAGE_REUSE_MS) return img;
+    this.#creating ??= this.#createImage('out').finally(() => (this.#creating = null));
+    return this.#creating;
+  }
+
+  async #createImage(kind: 'out' | 'backup'): Promise<{ file: string; meta: SnapshotMeta }> {
+    const file = join(this.#dir, `${kind}-${Date.now()}-${Math.floor(Math.random() * 1e9)}.img`);
+    const header = await this.deps.storage.writeImage((applied) => this.deps.snapshotMetaAt(applied), file);
+    if (kind === 'out') {
+      const old = this.#image;
+      this.#image = { file, meta: header.meta, createdAt: Date.now() };
+      if (old) await rm(old.file, { force: true });
+    }
+    return { file, meta: header.meta };
+  }
+
+  /** A consistent backup image in a temp file; the caller streams it and calls `release`. */
+  async backup(): Promise<{ file: string; meta: SnapshotMeta; release: () => Promise<void> }> {
+    const img = await this.#createImage('backup');
+    return { ...img, release: () => rm(img.file, { force: true }) };
+  }
+
+  // ------------------------------------------------------------------ incoming
+
+  #incomingFile(s: IncomingSnapshot): string {
+    return join(this.#dir, `in-${s.index}-${s.snapTerm}.img`);
+  }
+
+  async offset(s: IncomingSnapshot): Promise<number> {
+    try {
+      return (await stat(this.#incomingFile(s))).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  async receive(
+    s: IncomingSnapshot & { readonly offset: number; readonly size: number },
+    body: Readable,
+  ): Promise<{ status: 204 | 409 | 400; offset?: number; message?: string }> {
+    if (s.term < this.deps.term()) {
+      body.resume();
+      return { status: 409, offset: 0, message: `stale leader term ${s.term}` };
+    }
+    const file = this.#incomingFile(s);
+    const have = await this.offset(s);
+    if (have !== s.offset) {
+      body.resume();
+      return { status: 409, offset: have, message: `have ${have} bytes, upload starts at ${s.offset}` };
+    }
+    await this.#dropOtherIncoming(file);
+    await pipeline(body, createWriteStream(file, { flags: have === 0 ? 'w' : 'a' }));
+    const size = (await stat(file)).size;
+    if (size < s.size) return { status: 409, offset: size, message: 'upload incomplete' };
+    if (size > s.size) {
+      await rm(file, { force: true });
+      return { status: 400, message: 'upload longer than announced' };
+    }
+    await this.#install(file, s);
+    return { status: 204 };
+  }
+
+  async #install(file: string, s: IncomingSnapshot): Promise<void> {
+    try {
+      await this.deps.exclusive(async () => {
+        if (s.index <= this.deps.storage.appliedIndex) return; // we already hold that state
+        const header = await this.deps.storage.installImage(file);
+        this.deps.installed(header.meta, s.from, s.term);
+        this.deps.log.info({ index: header.meta.index, from: s.from }, 'installed a snapshot');
+      });
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  async #dropOtherIncoming(keep: string): Promise<void> {
+    for (const f of await readdir(this.#dir)) {
+      const path = join(this.#dir, f);
+      if (f.startsWith('in-') && path !== keep) await rm(path, { force: true });
+    }
+  }
+}
