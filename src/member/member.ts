@@ -212,7 +212,7 @@ export class Member implements KvService {
     if (this.#stopping) return;
     this.#core.tick();
     this.#reads.prune();
-    if (this.#core.status().role === 'leader') {
+    if (this.#core.role() === 'leader') {
       this.#leases.tick();
       this.#promoteCaughtUpLearners();
     }
@@ -259,9 +259,9 @@ export class Member implements KvService {
     // (§10.2.1 of the dissertation): it counts itself toward a quorum only once its write is
     // durable (the core's advance), so nothing is acknowledged early. Everyone else must persist
     // first: their votes and acknowledgements depend on it.
-    const early = !this.#stopping && ready.hardState?.vote === undefined && this.#core.status().role === 'leader'
-      ? true
-      : !this.#stopping && this.#core.status().role === 'leader' && ready.hardState !== null && ready.hardState.term === this.#persistedTerm && ready.hardState.vote === this.#persistedVote;
+    const hs = ready.hardState;
+    const termOrVoteChanged = hs !== null && (hs.term !== this.#persistedTerm || hs.vote !== this.#persistedVote);
+    const early = !this.#stopping && !termOrVoteChanged && this.#core.role() === 'leader';
     if (early) this.#send(ready.messages);
     const t0 = performance.now();
     const results = await this.#storage.persist(ready);
@@ -297,7 +297,7 @@ export class Member implements KvService {
   /** Past --snapshot-entries applied entries in the log, fold all but the catch-up tail away. */
   #maybeCompact(applied: number): void {
     if (this.#compacting) return;
-    const first = this.#core.status().firstIndex;
+    const first = this.#core.firstIndex();
     if (applied - first + 1 < this.#config.snapshotEntries) return;
     const index = applied - this.#config.snapshotCatchupEntries;
     if (index < first) return;
@@ -479,7 +479,7 @@ export class Member implements KvService {
   }
 
   isLeader(): boolean {
-    return this.#core.status().role === 'leader';
+    return this.#core.role() === 'leader';
   }
 
   async metrics(): Promise<{ contentType: string; body: string }> {

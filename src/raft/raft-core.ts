@@ -333,6 +333,16 @@ export class RaftCore {
     return this.#configs[this.#configs.length - 1].config;
   }
 
+  /** The first log index held in memory (after the snapshot boundary). Cheap. */
+  firstIndex(): number {
+    return this.#log.firstIndex();
+  }
+
+  /** The role alone (cheap: no status object), as /v1/status would report it. */
+  role(): Role {
+    return this.#publicRole();
+  }
+
   status(): RaftStatus {
     return {
       id: this.id,
