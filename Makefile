@@ -19,9 +19,11 @@ build: $(NODE_MODULES_STAMP)
 typecheck: $(NODE_MODULES_STAMP)
 	npx tsc -p tsconfig.json --noEmit
 
-# The whole suite: type check, unit, simulation (>= 2,000 seeds), real-process cluster and short chaos.
+# The whole suite: type check; unit and simulation (>= 2,000 seeds) on both cores; then the
+# tiers that start real member processes one file at a time, so their timing is not starved.
 test: build typecheck
-	npx vitest run
+	npx vitest run test/unit test/sim
+	npx vitest run --no-file-parallelism test/cluster test/client test/chaos
 
 test-unit: build
 	npx vitest run test/unit
@@ -30,7 +32,7 @@ test-sim: build
 	npx vitest run test/sim
 
 test-cluster: build
-	npx vitest run test/cluster
+	npx vitest run --no-file-parallelism test/cluster test/client
 
 # A local 3-member cluster on the contract's ports, data under ./data; Ctrl-C stops it.
 cluster: build

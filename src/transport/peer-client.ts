@@ -33,7 +33,7 @@ const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
 const DEFAULT_INFLIGHT = 1;
 const DEFAULT_TIMEOUT_MS = 5000;
 const BACKOFF_MIN_MS = 50;
-const BACKOFF_MAX_MS = 1000;
+const BACKOFF_MAX_MS = 300;
 
 /** One peer: a queue, an undici Pool with keep-alive, bounded requests in flight, back-off. */
 type ResolvedOptions = Required<Omit<PeerTransportOptions, 'onUnreachable' | 'logger'>> & PeerTransportOptions;
