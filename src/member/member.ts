@@ -96,7 +96,7 @@ export class Member implements KvService {
     this.#clusterFile = new ClusterFile(config.dataDir);
     this.clientUrl = config.advertiseClientUrl ?? config.listenClientUrl;
     this.#clientUrls.set(this.name, this.clientUrl);
-    this.#metrics = new MemberMetrics(() => this.#core.status());
+    this.#metrics = new MemberMetrics(() => this.#core.status(), () => this.#storage.leaseCount);
     this.#proposals = new ProposalWaiters(MAX_PENDING_PROPOSALS, config.requestTimeoutMs, (ms) => this.#metrics.proposalSeconds.observe(ms / 1000));
     this.#reads = new ReadBatcher(MAX_PENDING_READS, config.requestTimeoutMs);
     this.#leases = new LeaseKeeper({

@@ -13,7 +13,7 @@ export class MemberMetrics {
   readonly peerRejected: Counter;
   readonly readyBatchEntries: Histogram;
 
-  constructor(status: () => RaftStatus) {
+  constructor(status: () => RaftStatus, leaseCount: () => number = () => 0) {
     const r = this.registry;
     new Gauge({ name: 'flotilla_raft_term', help: 'Current Raft term', registers: [r], collect() { this.set(status().term); } });
     new Gauge({
@@ -27,6 +27,7 @@ export class MemberMetrics {
     new Gauge({ name: 'flotilla_raft_applied_index', help: 'Highest log index applied to the store', registers: [r], collect() { this.set(status().applied); } });
     new Gauge({ name: 'flotilla_raft_last_index', help: 'Last log index held', registers: [r], collect() { this.set(status().lastIndex); } });
     new Gauge({ name: 'flotilla_raft_has_leader', help: '1 when a leader is known', registers: [r], collect() { this.set(status().leader === null ? 0 : 1); } });
+    new Gauge({ name: 'flotilla_leases', help: 'Leases that exist in the replicated state', registers: [r], collect() { this.set(leaseCount()); } });
     this.proposalSeconds = new Histogram({
       name: 'flotilla_proposal_seconds', help: 'From proposing a write to applying it', buckets: LATENCY_BUCKETS_S, registers: [r],
     });
