@@ -289,8 +289,9 @@ export class RaftCore {
 
   /**
    * The runtime installed a state-machine image at `meta` (received from the leader `from` in
-   * `term`): the state machine now reflects every entry up to meta.index. If our log already holds
-   * that entry, keep the suffix after it; otherwise replace the log (§7 of the paper).
+   * `term`) and already stored the boundary with it: the state machine now reflects every entry up
+   * to meta.index. If our log already holds that entry, keep the suffix after it; otherwise replace
+   * the log (§7 of the paper). No Ready carries this snapshot: it is durable already.
    */
   installSnapshot(meta: SnapshotMeta, from: NodeId, term: number): void {
     if (term > this.#term) this.#becomeFollower(term, from);
@@ -298,14 +299,12 @@ export class RaftCore {
     if (log.matchTerm(meta.index, meta.term)) {
       if (meta.index > log.commit) log.commit = meta.index;
       if (meta.index > log.applied) log.applied = meta.index;
-      this.#receivedSnapshot = meta;
       this.#log.compact(meta);
       this.#configs = [{ index: meta.index, term: meta.term, config: this.#configAt(meta.index) }, ...this.#configs.filter((c) => c.index > meta.index)];
     } else {
       this.#logger.info({ term: this.#term, index: meta.index }, 'restored from a snapshot');
       log.restore(meta);
       this.#configs = [{ index: meta.index, term: meta.term, config: meta.config }];
-      this.#receivedSnapshot = meta;
     }
     if (term === this.#term) this.#send(this.#appendReply(from, true, meta.index, 0, 0, 0));
   }
