@@ -47,8 +47,10 @@ sim-long: build
 	npx tsc -p test/sim/tsconfig.build.json
 	FLOTILLA_SEEDS=$${FLOTILLA_SEEDS:-100000} node test-results/sim-build/test/sim/sweep.js
 
+# flotilla beside etcd 3.4 (installed from Debian when missing) under wrk, plus the Raft core
+# micro-benchmark; writes docs/benchmarks.md and docs/bench-chart.svg (10-15 min). --quick: ~1.5 min.
 bench: build
-	npx vitest bench --run
+	node test/bench/run-bench.mjs $(BENCH_FLAGS)
 
 chaos: build
 	FLOTILLA_CHAOS=long npx vitest run test/chaos

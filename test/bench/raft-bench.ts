@@ -4,7 +4,7 @@
  * a batch on the leader, then runs Ready/advance rounds until the batch is applied everywhere.
  * Prints one JSON line: { "proposalsPerSec", "entries", "ms", ... }.
  *
- *   npx tsc -p test/sim/tsconfig.build.json && node test-results/sim-build/bench/raft-bench.js
+ *   npx tsc -p test/sim/tsconfig.build.json && node test-results/sim-build/test/bench/raft-bench.js
  *
  * Env: FLOTILLA_BENCH_ENTRIES (total proposals, default 200,000), FLOTILLA_BENCH_BATCH (per turn,
  * default 1,000).
