@@ -72,7 +72,7 @@ export interface KvService {
   removeMember(name: string): Promise<void>;
   transferLeader(name: string): Promise<void>;
   /** A consistent backup image in a temp file; call `release` when it has been sent. */
-  backup(): Promise<{ file: string; meta: { index: number; term: number }; release: () => Promise<void> }>;
+  backup(): Promise<{ file: string; meta: { index: number; term: number }; revision: number; release: () => Promise<void> }>;
   status(): MemberStatusView;
   health(): { healthy: boolean; reason: string };
   /** The leader's client URL if one is known in the current term and it is not us. */

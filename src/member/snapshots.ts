@@ -11,7 +11,7 @@ import type { PinoLogger } from '../util/log.js';
 /** What the snapshot machinery needs from storage (LevelStorage provides it). */
 export interface SnapshotStorage {
   readonly appliedIndex: number;
-  writeImage(metaAt: (appliedIndex: number) => SnapshotMeta, file: string): Promise<{ meta: SnapshotMeta }>;
+  writeImage(metaAt: (appliedIndex: number) => SnapshotMeta, file: string): Promise<{ meta: SnapshotMeta; revision: number }>;
   installImage(file: string): Promise<{ meta: SnapshotMeta }>;
   compactLog(meta: SnapshotMeta): Promise<void>;
 }
@@ -45,8 +45,8 @@ const IMAGE_REUSE_MS = 60_000;
 export class SnapshotManager {
   readonly #dir: string;
   readonly #uploading = new Set<NodeId>();
-  #image: { file: string; meta: SnapshotMeta; createdAt: number } | null = null;
-  #creating: Promise<{ file: string; meta: SnapshotMeta }> | null = null;
+  #image: { file: string; meta: SnapshotMeta; revision: number; createdAt: number } | null = null;
+  #creating: Promise<{ file: string; meta: SnapshotMeta; revision: number }> | null = null;
 
   constructor(readonly deps: SnapshotDeps) {
     this.#dir = join(deps.dataDir, 'snapshots');
@@ -101,26 +101,26 @@ export class SnapshotManager {
     }
   }
 
-  async #outgoingImage(minIndex: number): Promise<{ file: string; meta: SnapshotMeta }> {
+  async #outgoingImage(minIndex: number): Promise<{ file: string; meta: SnapshotMeta; revision: number }> {
     const img = this.#image;
     if (img && img.meta.index >= minIndex && Date.now() - img.createdAt < IMAGE_REUSE_MS) return img;
     this.#creating ??= this.#createImage('out').finally(() => (this.#creating = null));
     return this.#creating;
   }
 
-  async #createImage(kind: 'out' | 'backup'): Promise<{ file: string; meta: SnapshotMeta }> {
+  async #createImage(kind: 'out' | 'backup'): Promise<{ file: string; meta: SnapshotMeta; revision: number }> {
     const file = join(this.#dir, `${kind}-${Date.now()}-${Math.floor(Math.random() * 1e9)}.img`);
     const header = await this.deps.storage.writeImage((applied) => this.deps.snapshotMetaAt(applied), file);
     if (kind === 'out') {
       const old = this.#image;
-      this.#image = { file, meta: header.meta, createdAt: Date.now() };
+      this.#image = { file, meta: header.meta, revision: header.revision, createdAt: Date.now() };
       if (old) await rm(old.file, { force: true });
     }
-    return { file, meta: header.meta };
+    return { file, meta: header.meta, revision: header.revision };
   }
 
   /** A consistent backup image in a temp file; the caller streams it and calls `release`. */
-  async backup(): Promise<{ file: string; meta: SnapshotMeta; release: () => Promise<void> }> {
+  async backup(): Promise<{ file: string; meta: SnapshotMeta; revision: number; release: () => Promise<void> }> {
     const img = await this.#createImage('backup');
     return { ...img, release: () => rm(img.file, { force: true }) };
   }

@@ -277,9 +277,10 @@ export class RaftCore {
     this.#configs = [{ index, term, config }, ...this.#configs.filter((c) => c.index > index)];
   }
 
-  /** The snapshot boundary a state-machine image taken at `index` (≤ applied) must carry. */
+  /** The snapshot boundary a state-machine image taken at `index` (≤ commit) must carry. */
   snapshotMetaAt(index: number): SnapshotMeta {
-    assert(index >= this.#log.snapshot.index && index <= this.#log.applied, `no snapshot meta at ${index}`);
+    // Up to commit, not applied: storage may have written a batch whose advance() is still to run.
+    assert(index >= this.#log.snapshot.index && index <= this.#log.commit, `no snapshot meta at ${index}`);
     const term = this.#log.term(index);
     assert(term !== undefined, `no term at ${index}`);
     let config = this.#configs[0];

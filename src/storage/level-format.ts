@@ -8,10 +8,17 @@
  *              the CRC covers the key bytes, then the value after the CRC field, so an entry
  *              stored under the wrong index is caught as well as a flipped bit.
  *   meta 'hardState' u8 format, u64 term, u64 commit, u8 vote length (0 = no vote), vote UTF-8
- *        'snapshot'  u8 format, u64 index, u64 term, then voters and learners, each as
- *                    u16 count and that many (u8 length, UTF-8 name)
+ *        'snapshot'  u8 format (2), u64 index, u64 term, then voters and learners, each as
+ *                    u16 count and that many (u8 length, UTF-8 name), then the peer URLs as
+ *                    u16 count and that many (u8 name length, name, u16 URL length, URL)
+ *                    (format 1 ends after the learners: no peer URLs)
  *        'applied'   u8 format (2), u64 appliedIndex, u64 revision, u64 compactRevision
  *                    (format 1, without compactRevision, is read as "no history before revision")
+ *        'generation' u8 format, u64 generation: which set of state-machine sublevels is live
+ *                    (absent = 0; see stateSublevelName)
+ *        'installing' u8 format, u64 generation being filled from an image, u8 1 if it is a
+ *                    restore into an empty directory (0 for an install over existing state)
+ *        'retired'   u8 format, u64 generation whose sublevels are being cleared
  *   leases      key   u64 lease id
  *               value u8 format, u64 ttlSeconds
  *   lease-keys  key   u64 lease id, then the UTF-8 bytes of a key attached to it
@@ -35,9 +42,14 @@ export const META_FORMAT_VERSION = 1;
 export const HARD_STATE_KEY = 'hardState';
 export const SNAPSHOT_KEY = 'snapshot';
 export const APPLIED_KEY = 'applied';
+export const GENERATION_KEY = 'generation';
+export const INSTALLING_KEY = 'installing';
+export const RETIRED_KEY = 'retired';
 
 /** Member names are at most 64 ASCII characters (config schema); the u8 length is the hard cap. */
 const MAX_NAME_BYTES = 255;
+/** A peer URL's u16 length field. */
+const MAX_URL_BYTES = 0xffff;
 /** A cluster configuration lists at most this many members of each kind (u16 count). */
 const MAX_CONFIG_MEMBERS = 0xffff;
 
@@ -114,25 +126,75 @@ export function decodeHardState(value: Buffer, fail: Fail): HardState {
   return { term, vote: vote === '' ? null : vote, commit };
 }
 
+/** Format 2 added the peer URLs. */
+const SNAPSHOT_FORMAT_VERSION = 2;
+
 export function encodeSnapshotMeta(snapshot: SnapshotMeta): Buffer {
-  const { voters, learners } = snapshot.config;
-  assert(voters.length <= MAX_CONFIG_MEMBERS && learners.length <= MAX_CONFIG_MEMBERS, 'config too large');
-  const voterBytes = voters.map(nameBytes);
-  const learnerBytes = learners.map(nameBytes);
-  const size = 1 + 2 * U64_BYTES + 2 + 2 + sum(voterBytes) + voters.length + sum(learnerBytes) + learners.length;
-  const w = new ByteWriter(size).u8(META_FORMAT_VERSION).u64(snapshot.index).u64(snapshot.term);
-  writeNames(w, voters, voterBytes);
-  writeNames(w, learners, learnerBytes);
-  return w.done();
+  const config = encodeConfig(snapshot.config);
+  return new ByteWriter(1 + 2 * U64_BYTES + config.length)
+    .u8(SNAPSHOT_FORMAT_VERSION)
+    .u64(snapshot.index)
+    .u64(snapshot.term)
+    .bytes(config)
+    .done();
 }
 
 export function decodeSnapshotMeta(value: Buffer, fail: Fail): SnapshotMeta {
-  const r = metaReader(value, fail);
+  const r = new ByteReader(value, fail);
+  const format = r.u8('format version');
+  if (format !== META_FORMAT_VERSION && format !== SNAPSHOT_FORMAT_VERSION) {
+    throw fail(`format version ${format}, expected ${SNAPSHOT_FORMAT_VERSION}`);
+  }
   const index = r.u64('index');
   const term = r.u64('term');
-  const config: ConfigState = { voters: readNames(r, 'voter'), learners: readNames(r, 'learner') };
+  const config = readConfig(r, format === SNAPSHOT_FORMAT_VERSION);
   r.end('snapshot');
   return { index, term, config };
+}
+
+/**
+ * A configuration: voters and learners (each u16 count, then u8 length and UTF-8 name), then the
+ * peer URLs (u16 count, then u8 name length, name, u16 URL length, URL; in name order, so equal
+ * configurations encode to equal bytes). Shared by the snapshot meta and snapshot images.
+ */
+export function encodeConfig(config: ConfigState): Buffer {
+  const { voters, learners } = config;
+  const urls = Object.entries(config.peerUrls ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  assert(
+    voters.length <= MAX_CONFIG_MEMBERS && learners.length <= MAX_CONFIG_MEMBERS && urls.length <= MAX_CONFIG_MEMBERS,
+    'config too large',
+  );
+  const voterBytes = voters.map(nameBytes);
+  const learnerBytes = learners.map(nameBytes);
+  const urlNameBytes = urls.map(([name]) => nameBytes(name));
+  const urlBytes = urls.map(([, url]) => Buffer.byteLength(url, 'utf8'));
+  for (const n of urlBytes) assert(n <= MAX_URL_BYTES, `peer URL of ${n} bytes`);
+  const namesSize = 2 + sum(voterBytes) + voters.length + 2 + sum(learnerBytes) + learners.length;
+  const urlsSize = 2 + sum(urlNameBytes) + urls.length + sum(urlBytes) + 2 * urls.length;
+  const size = namesSize + urlsSize;
+  const w = new ByteWriter(size);
+  writeNames(w, voters, voterBytes);
+  writeNames(w, learners, learnerBytes);
+  w.u16(urls.length);
+  for (let i = 0; i < urls.length; i++) {
+    w.u8(urlNameBytes[i]).utf8(urls[i][0], urlNameBytes[i]);
+    w.u16(urlBytes[i]).utf8(urls[i][1], urlBytes[i]);
+  }
+  return w.done();
+}
+
+/** Reads what encodeConfig wrote (without the peer URLs when `withUrls` is false: snapshot format 1). */
+export function readConfig(r: ByteReader, withUrls = true): ConfigState {
+  const voters = readNames(r, 'voter');
+  const learners = readNames(r, 'learner');
+  const count = withUrls ? r.u16('peer URL count') : 0;
+  if (count === 0) return { voters, learners };
+  const peerUrls: Record<string, string> = {};
+  for (let i = 0; i < count; i++) {
+    const name = r.utf8(r.u8('peer URL name length'), 'peer URL name');
+    peerUrls[name] = r.utf8(r.u16('peer URL length'), 'peer URL');
+  }
+  return { voters, learners, peerUrls };
 }
 
 export interface AppliedState {
@@ -171,6 +233,62 @@ export function decodeApplied(value: Buffer, fail: Fail): AppliedState {
   r.end('applied state');
   if (compactRevision > revision) throw fail(`compactRevision ${compactRevision} is past revision ${revision}`);
   return { appliedIndex, revision, compactRevision };
+}
+
+// ---- state-machine generations ----
+
+/** The sublevels that make up the key-value state machine (everything but `log` and `meta`). */
+export type StateSublevel = 'kv' | 'leases' | 'lease-keys' | 'history';
+
+/**
+ * The sublevel name of one part of the state machine in a generation. Generation 0 (every store
+ * that never installed an image) uses the plain names; installing an image fills generation g + 1
+ * beside the live one and switches to it in one batch (see LevelStorage.installImage).
+ */
+export function stateSublevelName(part: StateSublevel, generation: number): string {
+  assert(isU64(generation), `generation ${generation} is not a u64`);
+  return generation === 0 ? part : `${part}-g${generation}`;
+}
+
+const GENERATION_FORMAT_VERSION = 1;
+
+export function encodeGeneration(generation: number): Buffer {
+  return new ByteWriter(1 + U64_BYTES).u8(GENERATION_FORMAT_VERSION).u64(generation).done();
+}
+
+export function decodeGeneration(value: Buffer, fail: Fail): number {
+  const r = new ByteReader(value, fail);
+  const format = r.u8('format version');
+  if (format !== GENERATION_FORMAT_VERSION) throw fail(`format version ${format}, expected ${GENERATION_FORMAT_VERSION}`);
+  const generation = r.u64('generation');
+  r.end('generation');
+  return generation;
+}
+
+/** The 'installing' marker: which generation is being filled, and whether by a restore. */
+export interface InstallingMarker {
+  readonly generation: number;
+  /** True for `snapshot restore` into an empty directory (no Raft state before it). */
+  readonly restore: boolean;
+}
+
+export function encodeInstalling(marker: InstallingMarker): Buffer {
+  return new ByteWriter(1 + U64_BYTES + 1)
+    .u8(GENERATION_FORMAT_VERSION)
+    .u64(marker.generation)
+    .u8(marker.restore ? 1 : 0)
+    .done();
+}
+
+export function decodeInstalling(value: Buffer, fail: Fail): InstallingMarker {
+  const r = new ByteReader(value, fail);
+  const format = r.u8('format version');
+  if (format !== GENERATION_FORMAT_VERSION) throw fail(`format version ${format}, expected ${GENERATION_FORMAT_VERSION}`);
+  const generation = r.u64('generation');
+  const restore = r.u8('restore flag');
+  r.end('installing marker');
+  if (restore > 1) throw fail(`restore flag ${restore}`);
+  return { generation, restore: restore === 1 };
 }
 
 // ---- leases ----

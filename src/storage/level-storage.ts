@@ -17,6 +17,23 @@
  *   lease-keys  u64 lease id ++ UTF-8 key bytes -> empty: exactly the keys whose lease field is set
  *   history     u64 revision -> the watch events of that revision, values included
  *
+ * State-machine images (snapshot-image.ts): `writeImage` streams the state-machine sublevels, read
+ * from one LevelDB snapshot, into a checksummed file; `installImage` replaces the state machine
+ * with one (InstallSnapshot), `restoreImage` makes a new data dir from one (`snapshot restore`),
+ * and `compactLog` folds applied log entries into the snapshot boundary.
+ *
+ * Installing is crash-safe by generations. The four state-machine sublevels exist per generation
+ * (generation 0 has the plain names, generation g > 0 `kv-g<g>` and so on; meta 'generation' names
+ * the live one). An install writes an 'installing' marker, fills generation g + 1 beside the live
+ * one in bounded batches, and then switches in ONE synced batch: generation, snapshot boundary,
+ * applied index, revision, compactRevision, hard state commit, the log entries it covers, and a
+ * 'retired' marker for generation g, whose sublevels are cleared afterwards. A crash before the
+ * switch leaves the old state machine, log and hard state exactly as they were (load() clears the
+ * half-filled generation: the leader simply sends the image again); a crash after it leaves the
+ * new state (load() finishes clearing the old generation). Reads meanwhile see the old state,
+ * then the new one, never a mix: reads at a LevelDB snapshot take the generation from it, and
+ * point reads finish before the old generation is cleared.
+ *
  * Watch history retention: the most recent `historyRetention` revisions are kept. Each persist
  * that moves the revision to R deletes, in the same batch, the history of every revision up to
  * R - historyRetention, and records the highest revision dropped (`compactRevision`) in the
@@ -27,7 +44,7 @@ import { join } from 'node:path';
 import { Level, type BatchOperation } from 'level';
 import { validateKey } from '../kv/command.js';
 import { CompactedError, CorruptDataError, InvalidArgumentError } from '../kv/errors.js';
-import { decodeRecord, encodeRecord, type KvRecord } from '../kv/kv-record.js';
+import { decodeRecord, decodeRecordMeta, encodeRecord, type KvRecord } from '../kv/kv-record.js';
 import {
   planApply,
   runApply,
@@ -45,6 +62,8 @@ import { assert } from '../util/assert.js';
 import {
   APPLIED_KEY,
   decodeApplied,
+  decodeGeneration,
+  decodeInstalling,
   decodeEvents,
   decodeHardState,
   decodeLease,
@@ -52,13 +71,17 @@ import {
   decodeSnapshotMeta,
   encodeApplied,
   encodeEvents,
+  encodeGeneration,
   encodeHardState,
+  encodeInstalling,
   encodeLease,
   encodeLogEntry,
   encodeSnapshotMeta,
+  GENERATION_KEY,
   HARD_STATE_KEY,
   historyKey,
   historyKeyRevision,
+  INSTALLING_KEY,
   leaseKey,
   leaseKeyId,
   leaseKeysKey,
@@ -66,10 +89,23 @@ import {
   leaseKeysRange,
   logEntryTerm,
   logKey,
+  RETIRED_KEY,
   SNAPSHOT_KEY,
+  stateSublevelName,
   type AppliedState,
   type Fail,
 } from './level-format.js';
+import {
+  ImageReader,
+  ImageWriter,
+  readImageHeader,
+  verifyImage,
+  type ImageHeader,
+  type ImageInfo,
+  type ImageRecord,
+  type ImageRecordKind,
+  IMAGE_RECORD_KINDS,
+} from './snapshot-image.js';
 
 /** The most keys one `list` call may return. */
 export const MAX_LIST_LIMIT = 10_000;
@@ -81,6 +117,9 @@ export const DEFAULT_HISTORY_RETENTION = 10_000;
 export const MAX_HISTORY_LIMIT = 10_000;
 /** History revisions (and lease index keys) read per step of an iterator. */
 const READ_BATCH_RECORDS = 256;
+/** Records read per step while writing an image, and the bytes one step may hold. */
+const IMAGE_READ_RECORDS = 1024;
+const IMAGE_READ_BYTES = 1024 * 1024;
 
 /** What a member resumes from. */
 export interface PersistedState {
@@ -151,6 +190,11 @@ type Db = Level<Buffer, Buffer>;
 type Sublevel<K> = ReturnType<typeof openSublevel<K>>;
 /** Keys are Buffers (log, kv) or strings (meta); each op names its sublevel, which encodes it. */
 type BatchOps = BatchOperation<Db, Buffer | string, Buffer>[];
+type DbSnapshot = ReturnType<Db['snapshot']>;
+/** classic-level's manual compaction (sublevel key ranges are `!name!` to `!name"`). */
+interface RangeCompaction {
+  compactRange(start: Buffer, end: Buffer): Promise<void>;
+}
 
 /** The Raft-side state persist needs between Readies (the log itself stays on disk). */
 interface LogState {
@@ -163,20 +207,40 @@ function openSublevel<K>(db: Db, name: string, keyEncoding: 'buffer' | 'utf8') {
   return db.sublevel<K, Buffer>(name, { keyEncoding, valueEncoding: 'buffer' });
 }
 
+/** One generation of the state machine's sublevels (see the file comment). */
+interface StateLevels {
+  readonly generation: number;
+  readonly kv: Sublevel<Buffer>;
+  readonly leases: Sublevel<Buffer>;
+  readonly leaseKeys: Sublevel<Buffer>;
+  readonly history: Sublevel<Buffer>;
+  /** Reads without a LevelDB snapshot in flight: the generation is not cleared until they end. */
+  pinned: number;
+  onUnpinned: (() => void) | null;
+}
+
+/** Which sublevel of a generation holds each kind of image record. */
+const IMAGE_SUBLEVEL: Record<ImageRecordKind, 'kv' | 'leases' | 'leaseKeys' | 'history'> = {
+  kv: 'kv',
+  lease: 'leases',
+  leaseKey: 'leaseKeys',
+  history: 'history',
+};
+
 /**
  * A member's durable state. Lifecycle: `open`, then `load` (or `bootstrap` when load returns
- * null), then any number of `persist` calls, one at a time, with `get`/`list` at any moment, then
- * `close`. The log is not cached in memory here: `load` hands it to the Raft core, which keeps it.
+ * null; or `restoreImage` instead of both, for a new data dir made from a backup), then any number
+ * of `persist` calls, one at a time, with `get`/`list`/`writeImage` at any moment and
+ * `installImage`/`compactLog` between two persists, then `close`. The log is not cached in memory
+ * here: `load` hands it to the Raft core, which keeps it.
  */
 export class LevelStorage {
   readonly #dataDir: string;
   readonly #db: Db;
   readonly #log: Sublevel<Buffer>;
   readonly #meta: Sublevel<string>;
-  readonly #kv: Sublevel<Buffer>;
-  readonly #leases: Sublevel<Buffer>;
-  readonly #leaseKeys: Sublevel<Buffer>;
-  readonly #history: Sublevel<Buffer>;
+  /** The live generation of the state machine; replaced only by an install. */
+  #levels: StateLevels;
   readonly #historyRetention: number;
   /** Set by load() or bootstrap(); persist needs it. */
   #state: LogState | null = null;
@@ -184,6 +248,11 @@ export class LevelStorage {
   /** How many leases exist: counted by load(), then moved by each persist (MAX_LEASES is checked at apply). */
   #leaseCount = 0;
   #persisting = false;
+  /** installImage, restoreImage or compactLog in progress (they exclude persist and each other). */
+  #busy: string | null = null;
+  /** Clearing a retired generation and compacting its key ranges, in the background. */
+  #reclaiming: Promise<void> = Promise.resolve();
+  #closing = false;
 
   private constructor(dataDir: string, db: Db, historyRetention: number) {
     this.#dataDir = dataDir;
@@ -191,10 +260,24 @@ export class LevelStorage {
     this.#historyRetention = historyRetention;
     this.#log = openSublevel<Buffer>(db, 'log', 'buffer');
     this.#meta = openSublevel<string>(db, 'meta', 'utf8');
-    this.#kv = openSublevel<Buffer>(db, 'kv', 'buffer');
-    this.#leases = openSublevel<Buffer>(db, 'leases', 'buffer');
-    this.#leaseKeys = openSublevel<Buffer>(db, 'lease-keys', 'buffer');
-    this.#history = openSublevel<Buffer>(db, 'history', 'buffer');
+    this.#levels = openLevels(db, 0);
+  }
+
+  // The live generation's sublevels (persist and load use these; reads pick theirs explicitly).
+  get #kv(): Sublevel<Buffer> {
+    return this.#levels.kv;
+  }
+
+  get #leases(): Sublevel<Buffer> {
+    return this.#levels.leases;
+  }
+
+  get #leaseKeys(): Sublevel<Buffer> {
+    return this.#levels.leaseKeys;
+  }
+
+  get #history(): Sublevel<Buffer> {
+    return this.#levels.history;
   }
 
   /** Opens (creating if missing) the database in `dataDir`. Call load() next. */
@@ -240,6 +323,7 @@ export class LevelStorage {
    */
   async load(): Promise<PersistedState | null> {
     const metaKeys = [HARD_STATE_KEY, SNAPSHOT_KEY, APPLIED_KEY];
+    await this.#recoverGenerations();
     const [hardStateBytes, snapshotBytes, appliedBytes] = await this.#meta.getMany(metaKeys);
     if (hardStateBytes === undefined) {
       await this.#assertPristine();
@@ -308,9 +392,10 @@ export class LevelStorage {
     const state = this.#state;
     assert(state !== null, 'persist: call load() or bootstrap() first');
     assert(!this.#persisting, 'persist: one Ready at a time');
+    assert(this.#busy === null, `persist: ${this.#busy} is in progress`);
     this.#persisting = true;
     try {
-      return await this.#persist(state, ready);
+      return await this.#persist(state, withoutInstalledSnapshot(state, ready));
     } finally {
       this.#persisting = false;
     }
@@ -319,7 +404,7 @@ export class LevelStorage {
   /** The key's record, or null if absent. Throws InvalidArgumentError for a key that cannot exist. */
   async get(key: string): Promise<KvRecord | null> {
     validateKey(key);
-    const stored = await this.#kv.get(Buffer.from(key, 'utf8'));
+    const stored = await this.#pinned((levels) => levels.kv.get(Buffer.from(key, 'utf8')));
     return stored === undefined ? null : decodeRecord(key, stored);
   }
 
@@ -331,13 +416,12 @@ export class LevelStorage {
     const range = listRange(options);
     const snapshot = this.#db.snapshot();
     try {
-      const appliedBytes = await this.#meta.get(APPLIED_KEY, { snapshot });
-      const applied = appliedBytes && decodeApplied(appliedBytes, this.#failFor('applied state'));
-      const found = await this.#kv.iterator({ ...range.bounds, limit: options.limit, snapshot }).all();
+      const { applied, levels } = await this.#viewAt(snapshot);
+      const found = await levels.kv.iterator({ ...range.bounds, limit: options.limit, snapshot }).all();
       const items = found.map(([key, value]) => decodeRecord(key.toString('utf8'), value));
       const last = found.at(-1);
       const full = last !== undefined && found.length === options.limit;
-      const more = full && (await this.#hasKeyAfter(last[0], range.upper, snapshot));
+      const more = full && (await hasKeyAfter(levels.kv, last[0], range.upper, snapshot));
       return { revision: applied?.revision ?? 0, items, more };
     } finally {
       await snapshot.close();
@@ -347,7 +431,7 @@ export class LevelStorage {
   /** Every lease, in id order (at most MAX_LEASES): a new leader arms its expiry timers from this. */
   async leases(): Promise<LeaseInfo[]> {
     const fail = this.#failFor('lease');
-    const found = await this.#leases.iterator().all();
+    const found = await this.#pinned((levels) => levels.leases.iterator().all());
     return found.map(([key, value]) => ({ id: leaseKeyId(key, fail), ...decodeLease(value, fail) }));
   }
 
@@ -356,11 +440,12 @@ export class LevelStorage {
     if (!Number.isSafeInteger(id) || id < 1) throw new InvalidArgumentError(`A lease id is a positive integer, got ${id}`);
     const snapshot = this.#db.snapshot();
     try {
-      const stored = await this.#leases.get(leaseKey(id), { snapshot });
+      const { levels } = await this.#viewAt(snapshot);
+      const stored = await levels.leases.get(leaseKey(id), { snapshot });
       if (stored === undefined) return null;
       const { ttlSeconds } = decodeLease(stored, this.#failFor(`lease ${id}`));
       let keys = 0;
-      await eachBatch(this.#leaseKeys.keys({ ...leaseKeysRange(id), snapshot }), (batch) => {
+      await eachBatch(levels.leaseKeys.keys({ ...leaseKeysRange(id), snapshot }), (batch) => {
         keys += batch.length;
         return true;
       });
@@ -379,8 +464,7 @@ export class LevelStorage {
     const match = historyMatcher(options);
     const snapshot = this.#db.snapshot();
     try {
-      const appliedBytes = await this.#meta.get(APPLIED_KEY, { snapshot });
-      const applied = appliedBytes === undefined ? null : decodeApplied(appliedBytes, this.#failFor('applied state'));
+      const { applied, levels } = await this.#viewAt(snapshot);
       const revision = applied?.revision ?? 0;
       const compactRevision = applied?.compactRevision ?? 0;
       const from = Math.max(options.fromRevision, 1);
@@ -390,7 +474,7 @@ export class LevelStorage {
       const fail = this.#failFor('history');
       let expected = from;
       let more = false;
-      const iterator = this.#history.iterator({ gte: historyKey(from), lte: historyKey(revision), snapshot });
+      const iterator = levels.history.iterator({ gte: historyKey(from), lte: historyKey(revision), snapshot });
       await eachBatch(iterator, (batch) => {
         for (const [key, value] of batch) {
           const at = historyKeyRevision(key, fail);
@@ -415,7 +499,300 @@ export class LevelStorage {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
+    await this.#reclaiming;
     await this.#db.close();
+  }
+
+  // ---- images and log compaction ----
+
+  /** Reads and checks an image's magic and header only (fast: the records are not read). */
+  static readImageHeader(file: string): Promise<ImageHeader> {
+    return readImageHeader(file);
+  }
+
+  /** Reads a whole image, checking every block's CRC, the counts and the SHA-256; bounded memory. */
+  static verifyImage(file: string): Promise<ImageInfo> {
+    return verifyImage(file);
+  }
+
+  /**
+   * Writes an image of the state machine to `file` (through `file + '.tmp'`, fsynced, renamed),
+   * all read from ONE LevelDB snapshot: the applied index, revision and compactRevision, and every
+   * record of the state-machine sublevels, as of the same instant. `metaAt(applied)` supplies the
+   * Raft boundary for that applied index (its index must equal it). persist() keeps running
+   * meanwhile; what it writes after the snapshot is not in the image. Memory stays bounded: one read
+   * step (at most 1,024 records or about 1 MiB) and one image block. The LevelDB snapshot keeps
+   * overwritten data on disk until the image is written.
+   */
+  async writeImage(metaAt: (appliedIndex: number) => SnapshotMeta, file: string): Promise<ImageInfo> {
+    assert(this.#state !== null, 'writeImage: call load() or bootstrap() first');
+    const snapshot = this.#db.snapshot();
+    try {
+      const { applied, levels } = await this.#viewAt(snapshot);
+      assert(applied !== null, 'writeImage: no applied state');
+      const meta = metaAt(applied.appliedIndex);
+      assert(meta.index === applied.appliedIndex, `writeImage: boundary ${meta.index} for applied index ${applied.appliedIndex}`);
+      const writer = await ImageWriter.create(file, { meta, revision: applied.revision, compactRevision: applied.compactRevision });
+      // classic-level bounds the bytes each nextv() holds (the type of `level` does not know it).
+      const readOptions = { snapshot, highWaterMarkBytes: IMAGE_READ_BYTES };
+      try {
+        for (const kind of IMAGE_RECORD_KINDS) {
+          const iterator = levels[IMAGE_SUBLEVEL[kind]].iterator(readOptions);
+          try {
+            for (let batch = await iterator.nextv(IMAGE_READ_RECORDS); batch.length > 0; batch = await iterator.nextv(IMAGE_READ_RECORDS)) {
+              for (const [key, value] of batch) await writer.add(kind, key, value);
+            }
+          } finally {
+            await iterator.close();
+          }
+        }
+        return await writer.finish();
+      } catch (err) {
+        await writer.abort();
+        throw err;
+      }
+    } finally {
+      await snapshot.close();
+    }
+  }
+
+  /**
+   * Replaces the state machine with the image in `file` (InstallSnapshot), crash-safely (see the
+   * file comment). The records go into a new generation in bounded, synced batches, checked as
+   * they are read; only once the whole image checked out (every block's CRC, the counts, the
+   * SHA-256, each record decodes, history is contiguous) does ONE synced batch switch to it and
+   * store: the image's boundary as the snapshot; applied index = boundary index; its revision and
+   * compactRevision; the hard state's commit raised to the boundary (term and vote kept); and the
+   * log without every entry up to the boundary, keeping the entries after it only if the stored
+   * entry at the boundary has the boundary's term (else the whole log goes: Raft's rule). The old
+   * generation is then cleared in the background.
+   *
+   * A bad image throws CorruptDataError and changes nothing; an image not past the applied index
+   * throws InvalidArgumentError. Call it between Readies, like persist (never beside persist or
+   * compactLog). The next Ready may carry the same boundary: persist then treats it as stored.
+   */
+  async installImage(file: string): Promise<ImageInfo> {
+    return this.#exclusively('installImage', async () => {
+      const state = this.#state;
+      assert(state !== null, 'installImage: call load() or bootstrap() first');
+      const reader = await ImageReader.open(file);
+      try {
+        const { meta, revision, compactRevision } = reader.header;
+        const applied = this.#counters.appliedIndex;
+        if (meta.index <= applied) {
+          throw new InvalidArgumentError(`Snapshot image ${file} is at index ${meta.index}, not past the applied index ${applied}`);
+        }
+        const keepLog = await this.#snapshotKeepsLog(state, meta);
+        const hardState = state.hardState.commit >= meta.index ? state.hardState : { ...state.hardState, commit: meta.index };
+        const ops: BatchOps = [];
+        const snapshot = this.#snapshotOps(ops, state, meta, keepLog);
+        const counters: AppliedState = { appliedIndex: meta.index, revision, compactRevision };
+        ops.push(
+          { type: 'put', sublevel: this.#meta, key: HARD_STATE_KEY, value: encodeHardState(hardState) },
+          { type: 'put', sublevel: this.#meta, key: APPLIED_KEY, value: encodeApplied(counters) },
+        );
+        const info = await this.#installGeneration(reader, false, ops);
+        this.#state = { hardState, snapshot, lastIndex: keepLog ? state.lastIndex : meta.index };
+        this.#counters = counters;
+        this.#leaseCount = info.counts.lease;
+        return info;
+      } finally {
+        await reader.close();
+      }
+    });
+  }
+
+  /**
+   * Makes this empty data directory the start of a NEW cluster holding the image in `file`
+   * (`flotilla snapshot restore`), instead of load()/bootstrap(): the state machine from the image;
+   * snapshot boundary {image index, image term, `config`}; hard state {term: image term, no vote,
+   * commit: image index}; no log entries; applied index = image index. Every founding member
+   * restored from the same file and config gets the identical Raft state, so they elect a leader
+   * and carry on from the image's revision. A crash midway leaves a marker that load() reports as
+   * CorruptDataError (remove the directory and restore again). Throws InvalidArgumentError if the
+   * directory holds state, CorruptDataError for a bad image.
+   */
+  async restoreImage(file: string, config: ConfigState): Promise<ImageInfo> {
+    return this.#exclusively('restoreImage', async () => {
+      assert(this.#state === null, 'restoreImage: state already loaded');
+      await this.#recoverGenerations();
+      if ((await this.#meta.get(HARD_STATE_KEY)) !== undefined) {
+        throw new InvalidArgumentError(`${this.#dataDir} already holds Raft state: restore needs an empty data dir`);
+      }
+      await this.#assertPristine();
+      const reader = await ImageReader.open(file);
+      try {
+        const { meta: imageMeta, revision, compactRevision } = reader.header;
+        const hardState: HardState = { term: imageMeta.term, vote: null, commit: imageMeta.index };
+        const snapshot: SnapshotMeta = { index: imageMeta.index, term: imageMeta.term, config };
+        const counters: AppliedState = { appliedIndex: imageMeta.index, revision, compactRevision };
+        const info = await this.#installGeneration(reader, true, [
+          { type: 'put', sublevel: this.#meta, key: HARD_STATE_KEY, value: encodeHardState(hardState) },
+          { type: 'put', sublevel: this.#meta, key: SNAPSHOT_KEY, value: encodeSnapshotMeta(snapshot) },
+          { type: 'put', sublevel: this.#meta, key: APPLIED_KEY, value: encodeApplied(counters) },
+        ]);
+        this.#state = { hardState, snapshot, lastIndex: imageMeta.index };
+        this.#counters = counters;
+        this.#leaseCount = info.counts.lease;
+        return info;
+      } finally {
+        await reader.close();
+      }
+    });
+  }
+
+  /**
+   * Log compaction: stores `meta` as the snapshot boundary and deletes the log entries up to
+   * meta.index, in one synced batch. meta.index must be applied (the state machine holds those
+   * entries' effects) and the stored entry there must have meta.term. A boundary at or below the
+   * current one changes nothing (an install may have moved past it). After it, load() returns
+   * `meta` and only the entries after it. Call it between Readies, like persist.
+   */
+  async compactLog(meta: SnapshotMeta): Promise<void> {
+    return this.#exclusively('compactLog', async () => {
+      const state = this.#state;
+      assert(state !== null, 'compactLog: call load() or bootstrap() first');
+      const applied = this.#counters.appliedIndex;
+      assert(meta.index <= applied, `compactLog: boundary ${meta.index} is past the applied index ${applied}`);
+      if (meta.index <= state.snapshot.index) return;
+      const stored = await this.#log.get(logKey(meta.index));
+      assert(
+        stored !== undefined && logEntryTerm(stored) === meta.term,
+        `compactLog: the stored entry at ${meta.index} is not of term ${meta.term}`,
+      );
+      const ops: BatchOps = [];
+      const snapshot = this.#snapshotOps(ops, state, meta, true);
+      await this.#db.batch(ops, { sync: true });
+      this.#state = { ...state, snapshot };
+    });
+  }
+
+  async #exclusively<T>(what: string, task: () => Promise<T>): Promise<T> {
+    assert(!this.#persisting && this.#busy === null, `${what}: ${this.#busy ?? 'persist'} is in progress`);
+    this.#busy = what;
+    try {
+      return await task();
+    } finally {
+      this.#busy = null;
+    }
+  }
+
+  /**
+   * Fills the next generation from `reader` (marker first), then writes `finalOps` with the switch
+   * to it in one synced batch and makes it live; the old one is cleared in the background. On any
+   * failure before the switch, drops what it wrote and leaves the live state untouched.
+   */
+  async #installGeneration(reader: ImageReader, restore: boolean, finalOps: BatchOps): Promise<ImageInfo> {
+    await this.#reclaiming; // the previous install's old generation is cleared
+    const old = this.#levels;
+    const next = openLevels(this.#db, old.generation + 1);
+    const marker = encodeInstalling({ generation: next.generation, restore });
+    await this.#metaOps([{ type: 'put', sublevel: this.#meta, key: INSTALLING_KEY, value: marker }]);
+    let info: ImageInfo;
+    try {
+      await clearLevels(next); // what an earlier failed attempt may have left
+      info = await this.#fill(reader, next);
+    } catch (err) {
+      await clearLevels(next).catch(() => undefined);
+      await this.#metaOps([{ type: 'del', sublevel: this.#meta, key: INSTALLING_KEY }]).catch(() => undefined);
+      throw err;
+    }
+    const switchOps: BatchOps = [
+      { type: 'put', sublevel: this.#meta, key: GENERATION_KEY, value: encodeGeneration(next.generation) },
+      { type: 'del', sublevel: this.#meta, key: INSTALLING_KEY },
+      { type: 'put', sublevel: this.#meta, key: RETIRED_KEY, value: encodeGeneration(old.generation) },
+    ];
+    await this.#db.batch([...finalOps, ...switchOps], { sync: true });
+    this.#levels = next;
+    this.#reclaiming = this.#retire(old).catch(() => undefined); // load() finishes it after a crash
+    return info;
+  }
+
+  /** Writes the image's records into `levels`, one synced batch per image block; returns the checked info. */
+  async #fill(reader: ImageReader, levels: StateLevels): Promise<ImageInfo> {
+    const check = imageRecordChecker(reader.file, reader.header);
+    for (let records = await reader.next(); records !== null; records = await reader.next()) {
+      const ops: BatchOps = [];
+      for (const record of records) {
+        check.record(record);
+        ops.push({ type: 'put', sublevel: levels[IMAGE_SUBLEVEL[record.kind]], key: record.key, value: record.value });
+      }
+      await this.#db.batch(ops, { sync: true });
+    }
+    check.end();
+    const info = reader.info;
+    assert(info !== null, 'installImage: no trailer info');
+    return info;
+  }
+
+  /** Clears a generation that is no longer live once the reads still using it are done. */
+  async #retire(old: StateLevels): Promise<void> {
+    if (old.pinned > 0) await new Promise<void>((resolve) => (old.onUnpinned = resolve));
+    await clearLevels(old);
+    await this.#meta.del(RETIRED_KEY); // unsynced: if lost, load() clears an empty generation again
+    // Deleted ranges are reclaimed by LevelDB's compactions in time; a whole retired image can be
+    // gigabytes, so compact its (never reused) ranges now, in LevelDB's background thread.
+    const db = this.#db as unknown as Partial<RangeCompaction>;
+    if (typeof db.compactRange !== 'function') return;
+    for (const part of STATE_SUBLEVELS) {
+      if (this.#closing) return; // LevelDB's own compactions get to it later
+      const name = stateSublevelName(part, old.generation);
+      await db.compactRange(Buffer.from(`!${name}!`), Buffer.from(`!${name}"`));
+    }
+  }
+
+  /** A synced batch of meta changes. */
+  async #metaOps(ops: BatchOps): Promise<void> {
+    await this.#db.batch(ops, { sync: true });
+  }
+
+  /**
+   * Finishes what a crash interrupted (see the file comment): drops a half-filled generation and
+   * clears a retired one. An interrupted restore cannot be finished: that is reported.
+   */
+  async #recoverGenerations(): Promise<void> {
+    const [generationBytes, installingBytes, retiredBytes] = await this.#meta.getMany([GENERATION_KEY, INSTALLING_KEY, RETIRED_KEY]);
+    const generation = generationBytes === undefined ? 0 : decodeGeneration(generationBytes, this.#failFor('generation'));
+    if (generation !== this.#levels.generation) this.#levels = openLevels(this.#db, generation);
+    if (installingBytes !== undefined) {
+      const marker = decodeInstalling(installingBytes, this.#failFor('installing marker'));
+      if (marker.restore) throw this.#corrupt('a `flotilla snapshot restore` into it was interrupted: remove it and restore again');
+      if (marker.generation !== generation + 1) throw this.#corrupt(`installing generation ${marker.generation} beside live ${generation}`);
+      await clearLevels(openLevels(this.#db, marker.generation));
+      await this.#metaOps([{ type: 'del', sublevel: this.#meta, key: INSTALLING_KEY }]);
+    }
+    if (retiredBytes !== undefined) {
+      const retired = decodeGeneration(retiredBytes, this.#failFor('retired generation'));
+      if (retired >= generation) throw this.#corrupt(`retired generation ${retired} is not older than live ${generation}`);
+      await clearLevels(openLevels(this.#db, retired));
+      await this.#metaOps([{ type: 'del', sublevel: this.#meta, key: RETIRED_KEY }]);
+    }
+  }
+
+  /** The applied state and the live generation as of a LevelDB snapshot. */
+  async #viewAt(snapshot: DbSnapshot): Promise<{ applied: AppliedState | null; levels: StateLevels }> {
+    const [appliedBytes, generationBytes] = await this.#meta.getMany([APPLIED_KEY, GENERATION_KEY], { snapshot });
+    const applied = appliedBytes === undefined ? null : decodeApplied(appliedBytes, this.#failFor('applied state'));
+    const generation = generationBytes === undefined ? 0 : decodeGeneration(generationBytes, this.#failFor('generation'));
+    // A snapshot from just before (or after) a switch: that generation is whole at the snapshot.
+    return { applied, levels: generation === this.#levels.generation ? this.#levels : openLevels(this.#db, generation) };
+  }
+
+  /** A read without a LevelDB snapshot, on the live generation, which is not cleared until it ends. */
+  async #pinned<T>(read: (levels: StateLevels) => Promise<T>): Promise<T> {
+    const levels = this.#levels;
+    levels.pinned++;
+    try {
+      return await read(levels);
+    } finally {
+      levels.pinned--;
+      const wake = levels.onUnpinned;
+      if (levels.pinned === 0 && wake !== null) {
+        levels.onUnpinned = null;
+        wake();
+      }
+    }
   }
 
   // ---- persist ----
@@ -618,12 +995,6 @@ export class LevelStorage {
     return count;
   }
 
-  async #hasKeyAfter(key: Buffer, upper: Buffer | undefined, snapshot: ReturnType<Db['snapshot']>): Promise<boolean> {
-    const bounds = upper === undefined ? { gt: key } : { gt: key, lt: upper };
-    const next = await this.#kv.keys({ ...bounds, limit: 1, snapshot }).all();
-    return next.length > 0;
-  }
-
   #failFor(what: string): Fail {
     return (reason) => this.#corrupt(`${what}: ${reason}`);
   }
@@ -642,7 +1013,8 @@ function checkReady(state: LogState, counters: KvCounters, ready: Ready): void {
     // The image of a snapshot ahead of what we applied would have to be installed with it.
     if (snapshot.index > counters.appliedIndex) {
       throw new Error(
-        `Installing a snapshot image is not supported yet (snapshot ${snapshot.index}, applied ${counters.appliedIndex})`,
+        `Installing a snapshot image through persist is not supported yet: call installImage first ` +
+          `(snapshot ${snapshot.index}, applied ${counters.appliedIndex})`,
       );
     }
   }
@@ -663,6 +1035,83 @@ function checkReady(state: LogState, counters: KvCounters, ready: Ready): void {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+async function hasKeyAfter(kv: Sublevel<Buffer>, key: Buffer, upper: Buffer | undefined, snapshot: DbSnapshot): Promise<boolean> {
+  const bounds = upper === undefined ? { gt: key } : { gt: key, lt: upper };
+  const next = await kv.keys({ ...bounds, limit: 1, snapshot }).all();
+  return next.length > 0;
+}
+
+function openLevels(db: Db, generation: number): StateLevels {
+  return {
+    generation,
+    kv: openSublevel<Buffer>(db, stateSublevelName('kv', generation), 'buffer'),
+    leases: openSublevel<Buffer>(db, stateSublevelName('leases', generation), 'buffer'),
+    leaseKeys: openSublevel<Buffer>(db, stateSublevelName('lease-keys', generation), 'buffer'),
+    history: openSublevel<Buffer>(db, stateSublevelName('history', generation), 'buffer'),
+    pinned: 0,
+    onUnpinned: null,
+  };
+}
+
+const STATE_SUBLEVELS = ['kv', 'leases', 'lease-keys', 'history'] as const;
+
+/**
+ * Checks each record of an image as it is installed: it decodes as what its sublevel holds, no
+ * key is past the image's revision, and history runs exactly over (compactRevision, revision].
+ */
+function imageRecordChecker(file: string, header: ImageHeader): { record(r: ImageRecord): void; end(): void } {
+  const fail: Fail = (reason) => new CorruptDataError(`Snapshot image ${file}: ${reason}`);
+  const named = <T>(decode: () => T): T => {
+    try {
+      return decode();
+    } catch (err) {
+      throw err instanceof CorruptDataError ? fail(err.message) : err;
+    }
+  };
+  let nextHistory = header.compactRevision + 1;
+  return {
+    record(r) {
+      switch (r.kind) {
+        case 'kv': {
+          const meta = named(() => decodeRecordMeta(r.key.toString('utf8'), r.value));
+          if (meta.modRevision > header.revision) throw fail(`a key modified at ${meta.modRevision}, past revision ${header.revision}`);
+          return;
+        }
+        case 'lease':
+          leaseKeyId(r.key, fail);
+          decodeLease(r.value, fail);
+          return;
+        case 'leaseKey':
+          leaseKeysKeyName(r.key, fail);
+          return;
+        case 'history': {
+          const revision = historyKeyRevision(r.key, fail);
+          if (revision !== nextHistory) throw fail(`history of revision ${revision} where ${nextHistory} belongs`);
+          nextHistory++;
+          return;
+        }
+      }
+    },
+    end() {
+      if (nextHistory !== header.revision + 1) throw fail(`history of revisions ${nextHistory}..${header.revision} is missing`);
+    },
+  };
+}
+
+async function clearLevels(levels: StateLevels): Promise<void> {
+  await Promise.all([levels.kv.clear(), levels.leases.clear(), levels.leaseKeys.clear(), levels.history.clear()]);
+}
+
+/**
+ * A Ready whose snapshot is the boundary installImage already stored (the core reports the
+ * install through the next Ready): the boundary is done, the rest of the Ready is not.
+ */
+function withoutInstalledSnapshot(state: LogState, ready: Ready): Ready {
+  const s = ready.snapshot;
+  if (s === null || s.index !== state.snapshot.index || s.term !== state.snapshot.term) return ready;
+  return { ...ready, snapshot: null };
+}
 
 /**
  * Hands an iterator's records to `each` in batches of READ_BATCH_RECORDS (bounding the memory of

@@ -136,7 +136,7 @@ class FakeKv implements KvService {
   async transferLeader(): Promise<void> {
     throw new Error('not used by these tests');
   }
-  async backup(): Promise<{ file: string; meta: { index: number; term: number }; release: () => Promise<void> }> {
+  async backup(): Promise<{ file: string; meta: { index: number; term: number }; revision: number; release: () => Promise<void> }> {
     throw new Error('not used by these tests');
   }
 

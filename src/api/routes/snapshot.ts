@@ -21,6 +21,7 @@ export function registerSnapshotRoutes(app: FastifyInstance, service: KvService)
         .header('content-disposition', `attachment; filename="flotilla-${image.meta.index}.snap"`)
         .header('x-flotilla-snapshot-index', String(image.meta.index))
         .header('x-flotilla-snapshot-term', String(image.meta.term))
+        .header('x-flotilla-snapshot-revision', String(image.revision))
         .send(stream);
     } catch (err) {
       await image.release();
