@@ -139,7 +139,7 @@ export class ProcessCluster {
 
   async startAll(): Promise<void> {
     for (const m of this.members) this.start(m.name);
-    await this.waitForLeader();
+    await this.waitForLeader(15_000, true);
   }
 
   start(name: string): void {
@@ -188,6 +188,24 @@ export class ProcessCluster {
     }
   }
 
+  /**
+   * SIGSTOP one member we started (it stays stopped until resume()). Unlike signal(), adds no
+   * 'exit' listener, so a chaos run can pause members hundreds of times.
+   */
+  pause(name: string): void {
+    if (this.isRunning(name)) this.#procs.get(name)?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT one member we started; harmless if it was not stopped. */
+  resume(name: string): void {
+    if (this.isRunning(name)) this.#procs.get(name)?.kill('SIGCONT');
+  }
+
+  /** SIGCONT every member still running, e.g. before destroy(). */
+  resumeAll(): void {
+    for (const m of this.members) this.resume(m.name);
+  }
+
   async kill(name: string): Promise<void> {
     await this.signal(name, 'SIGKILL');
   }
@@ -197,6 +215,13 @@ export class ProcessCluster {
     if (!p) return null;
     if (p.exitCode !== null || p.signalCode !== null) return p.exitCode;
     return new Promise((r) => p.once('exit', (code) => r(code)));
+  }
+
+  /** How a member we started ended: null while it runs; else its exit code or the signal that ended it. */
+  exitStatus(name: string): { code: number | null; signal: NodeJS.Signals | null } | null {
+    const p = this.#procs.get(name);
+    if (!p || (p.exitCode === null && p.signalCode === null)) return null;
+    return { code: p.exitCode, signal: p.signalCode };
   }
 
   logs(name: string): string {
@@ -213,19 +238,22 @@ export class ProcessCluster {
   }
 
   /** The member that says it is leader and that every other running member follows. */
-  async leader(): Promise<string | null> {
+  async leader(followedByAll = false): Promise<string | null> {
     const views = await Promise.all(
       this.members.filter((m) => this.isRunning(m.name)).map(async (m) => ({ name: m.name, s: await this.status(m.name) })),
     );
     const leaders = views.filter((v) => v.s?.role === 'leader');
     if (leaders.length !== 1) return null;
-    return leaders[0].name;
+    const name = leaders[0].name;
+    // With `followedByAll`, every running member must follow it (and so redirect to it) too.
+    if (followedByAll && !views.every((v) => v.s?.leader === name)) return null;
+    return name;
   }
 
-  async waitForLeader(timeoutMs = 15_000): Promise<string> {
+  async waitForLeader(timeoutMs = 15_000, followedByAll = false): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const l = await this.leader();
+      const l = await this.leader(followedByAll);
       if (l) return l;
       await sleep(50);
     }
