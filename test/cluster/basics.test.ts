@@ -77,6 +77,37 @@ describe('a 3-member cluster of real processes', () => {
     }
   });
 
+  test('every bad-input row answers its status and the JSON error shape; the member stays healthy', async () => {
+    const url = cluster.member(leader).clientUrl;
+    const big = Buffer.alloc(1536 * 1024 + 1, 1);
+    const rows: Array<[string, string, Record<string, string>, string | Buffer | undefined, number]> = [
+      ['PUT', '/v1/kv/', {}, 'x', 400], // empty key
+      ['GET', '/v1/kv/%zz', {}, undefined, 400], // bad percent-encoding
+      ['GET', '/v1/kv/%FF', {}, undefined, 400], // not UTF-8
+      ['PUT', `/v1/kv/${'k'.repeat(5000)}`, {}, 'x', 413], // key over --max-key-bytes
+      ['PUT', '/v1/kv/too-big', {}, big, 413], // value over --max-value-bytes
+      ['PUT', '/v1/kv/a', { 'if-match': 'nope' }, 'x', 400],
+      ['PUT', '/v1/kv/a', { 'if-match': '"1"', 'if-none-match': '*' }, 'x', 400],
+      ['PUT', '/v1/kv/a', { 'if-none-match': '"3"' }, 'x', 400],
+      ['PUT', '/v1/kv/never-written', { 'if-match': '"999999"' }, 'x', 412],
+      ['GET', '/v1/kv/never-written', {}, undefined, 404],
+      ['GET', '/v1/kv/a?consistency=bogus', {}, undefined, 400],
+      ['GET', '/no/such/route', {}, undefined, 404],
+      ['POST', '/v1/txn', { 'content-type': 'application/json' }, '{not json', 400],
+      ['POST', '/v1/leases', { 'content-type': 'application/json' }, '{"ttl":-1}', 400],
+    ];
+    for (const [method, path, headers, body, status] of rows) {
+      const r = await http(method, `${url}${path}`, { headers, ...(body === undefined ? {} : { body }) });
+      expect(r.status, `${method} ${path.slice(0, 40)}`).toBe(status);
+      expect(r.json(), `${method} ${path.slice(0, 40)}`).toEqual({ error: { code: expect.stringMatching(/^[A-Z_]+$/), message: expect.any(String) } });
+    }
+    // Values of any type are bytes, never 415.
+    const odd = await http('PUT', `${url}/v1/kv/typed`, { headers: { 'content-type': 'image/png' }, body: Buffer.from([0, 255, 1]) });
+    expect(odd.status).toBe(200);
+    expect((await http('GET', `${url}/v1/kv/typed`)).body).toEqual(Buffer.from([0, 255, 1]));
+    for (const m of cluster.members) expect((await http('GET', `${m.clientUrl}/health`)).status, m.name).toBe(200);
+  });
+
   test('status, health and metrics on every member', async () => {
     for (const m of cluster.members) {
       const s = (await http('GET', `${m.clientUrl}/v1/status`)).json<Record<string, unknown>>();
