@@ -147,11 +147,31 @@ function estimateSize(messages: readonly Message[]): number {
 
 export function encodeBatch(messages: readonly Message[]): Buffer {
   const w = new Writer(estimateSize(messages));
+  writeBatch(w, messages);
+  return w.done();
+}
+
+/** Bytes of the length prefix of a stream frame. */
+export const FRAME_HEADER_BYTES = 4;
+
+/**
+ * A batch as one frame of a peer stream: u32 length (of the batch, little-endian), then the batch.
+ * Built in one buffer so a frame is one write.
+ */
+export function encodeFrame(messages: readonly Message[]): Buffer {
+  const w = new Writer(FRAME_HEADER_BYTES + estimateSize(messages));
+  w.u32(0);
+  writeBatch(w, messages);
+  const frame = w.done();
+  frame.writeUInt32LE(frame.length - FRAME_HEADER_BYTES, 0);
+  return frame;
+}
+
+function writeBatch(w: Writer, messages: readonly Message[]): void {
   w.u8(MAGIC);
   w.u8(VERSION);
   w.u32(messages.length);
   for (const m of messages) writeMessage(w, m);
-  return w.done();
 }
 
 function writeMessage(w: Writer, m: Message): void {

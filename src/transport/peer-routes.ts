@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Message, NodeId } from '../raft/types.js';
 import { CodecError, decodeBatch } from './codec.js';
 import { PEER_HEADERS, PEER_MESSAGES_PATH } from './peer-client.js';
+import { acceptPeerStreams } from './peer-stream.js';
 import { SNAPSHOT_CONTENT_TYPE, SNAPSHOT_HEADERS, SNAPSHOT_OFFSET_PATH, SNAPSHOT_PATH } from './snapshot-transfer.js';
 
 /** Where an incoming snapshot stands, named by the leader's term and the image's boundary. */
@@ -45,13 +46,20 @@ function incoming(headers: Record<string, unknown>): IncomingSnapshot | null {
 /** Peer bodies carry batches of entries: allow far more than a client request. */
 const PEER_BODY_LIMIT = 256 * 1024 * 1024;
 
-/** The Fastify app on the peer URL: one route that takes batches of Raft messages. Never listens. */
+/** The Fastify app on the peer URL: peer streams, batches of Raft messages, snapshot uploads. Never listens. */
 export function buildPeerApp(handler: PeerHandler, logger: FastifyBaseLogger): FastifyInstance {
   const app = Fastify({ loggerInstance: logger, bodyLimit: PEER_BODY_LIMIT, logController: new LogController({ disableRequestLogging: true }) });
   app.removeAllContentTypeParsers();
   // A snapshot image streams to disk as it arrives: hand the raw stream to the handler.
   app.addContentTypeParser(SNAPSHOT_CONTENT_TYPE, (_req, payload, done) => done(null, payload));
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // The hot path: long-lived streams of framed batches (peer-stream.ts). POST PEER_MESSAGES_PATH
+  // below takes the same batches one request each, for tools and older members.
+  const closeStreams = acceptPeerStreams(app.server, handler, PEER_HEADERS, logger);
+  app.addHook('preClose', (done) => {
+    closeStreams();
+    done();
+  });
   const bad = (message: string) => ({ error: { code: 'BAD_PEER_MESSAGE', message } });
   app.get(SNAPSHOT_OFFSET_PATH, async (request, reply) => {
     const snap = incoming(request.headers);
