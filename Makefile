@@ -48,7 +48,9 @@ sim-long: build
 	FLOTILLA_SEEDS=$${FLOTILLA_SEEDS:-100000} node test-results/sim-build/test/sim/sweep.js
 
 # flotilla beside etcd 3.4 (installed from Debian when missing) under wrk, plus the Raft core
-# micro-benchmark; writes docs/benchmarks.md and docs/bench-chart.svg (10-15 min). --quick: ~1.5 min.
+# micro-benchmark, and flotilla alone over time (rejoin by snapshot, a member joining 1,000,000 keys,
+# disk use over a 10-minute write run); writes docs/benchmarks.md and docs/bench-*.svg (35-45 min).
+# BENCH_FLAGS=--quick: a few minutes; BENCH_FLAGS=--only=rejoin,disk: those parts, the rest kept.
 bench: build
 	node test/bench/run-bench.mjs $(BENCH_FLAGS)
 

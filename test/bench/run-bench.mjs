@@ -1,11 +1,16 @@
 #!/usr/bin/env node
 // flotilla's benchmark (issue 7): flotilla against etcd 3.4 on the same machine, in the same run,
-// loaded by the same generator (wrk), alternating A/B/A/B so machine noise hits both.
+// loaded by the same generator (wrk), alternating A/B/A/B so machine noise hits both; and (issue
+// 6) flotilla over time: a member rejoining by snapshot, a fourth member joining a cluster holding
+// 1,000,000 keys, disk use over a long write run (lib/durability.mjs).
 //
-//   node test/bench/run-bench.mjs            the full run (10-15 minutes on 2 cores, within a 25-minute
-//                                            budget it enforces); rewrites
-//                                            docs/benchmarks.md and docs/bench-chart.svg
-//   node test/bench/run-bench.mjs --quick    a smoke run in about a minute; writes to a temp dir
+//   node test/bench/run-bench.mjs            the full run (about 35-45 minutes on 2 cores, within
+//                                            a budget it enforces); rewrites docs/benchmarks.md,
+//                                            docs/bench-chart.svg and docs/bench-durability.svg
+//   node test/bench/run-bench.mjs --only=rejoin,disk
+//                                            those parts alone; the page keeps the other
+//                                            sections' figures from the results embedded in it
+//   node test/bench/run-bench.mjs --quick    a smoke run in a few minutes; writes to a temp dir
 //
 // It imports nothing from src/: it starts `node bin/flotilla.js serve` processes (build first:
 // `npx tsc -p tsconfig.build.json`), `etcd` processes and a bare Fastify server on 127.0.0.1, in
@@ -15,7 +20,11 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { prepareBuild } from './lib/build.mjs';
 import { BareFastify, EtcdCluster, FlotillaCluster, preload } from './lib/clusters.mjs';
-import { cleanup, cpuSeconds, http, installExitHandlers, keepTempDirs, makeTempDir, memoryOf, run, sleep, which } from './lib/proc.mjs';
+import { diskPart, joinPart, rejoinPart } from './lib/durability.mjs';
+import { loadUniqueKeys } from './lib/load.mjs';
+import { mergeResults, PARTS } from './lib/merge.mjs';
+import { cleanup, cpuSeconds, installExitHandlers, keepTempDirs, makeTempDir, memoryOf, run, sleep, which } from './lib/proc.mjs';
+import { renderDurabilitySvg } from './lib/report-durability.mjs';
 import { renderMarkdown, renderSvg, resultsFromMarkdown, sizeLabel } from './lib/report.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 
@@ -23,16 +32,24 @@ const REPO = resolve(import.meta.dirname, '../..');
 
 const USAGE = `usage: node test/bench/run-bench.mjs [--quick] [options]
 
-  --quick               short runs, fewer points (a smoke run in about a minute); output goes to
-                        a temp dir unless --out is given
-  --out=DIR             where benchmarks.md and bench-chart.svg go (full run: docs/)
+  --quick               short runs, fewer points, small sizes (a smoke run in a few minutes);
+                        output goes to a temp dir unless --out is given
+  --out=DIR             where benchmarks.md, bench-chart.svg and bench-durability.svg go (full
+                        run: docs/)
   --seconds=N           seconds per measured run (full 8, quick 3)
   --rounds=N            A/B rounds per point (full 3, quick 1)
   --keys=N              keys held for the RSS and restart measurements (full 1000000, quick 5000)
   --load-budget=S       at most this many seconds to load those keys (full 900, quick 60); in a
                         full run it is also cut so the whole run stays within --total-budget
-  --total-budget=S      the whole run's time budget (full 1500 = 25 min)
-  --only=LIST           a subset of: main,sizes,five,million,raft (default: all)
+  --total-budget=S      the whole run's time budget (full: 1500 s = 25 min for main, sizes,
+                        five, million and raft, plus the planned time of rejoin, join and disk)
+  --only=LIST           a subset of: main,sizes,five,million,join,rejoin,disk,raft (default: all).
+                        The page keeps the figures of the parts not run (and of parts that fail)
+                        from the results embedded in the page it replaces, each with its date;
+                        join reuses the cluster the million part loaded when both run
+  --rejoin-writes=N     rejoin: writes while the member is down (full 200000, quick 5000)
+  --disk-seconds=S      disk: length of the write run (full 600, quick 30)
+  --fresh               do not keep any figures from the page being replaced
   --ref=GIT_REF         measure that commit: git archive it into a temp dir and build it there
                         (default: a copy of the current dist/, taken at the start, so a rebuild
                         by someone else during the run cannot change what is measured)
@@ -49,7 +66,7 @@ const USAGE = `usage: node test/bench/run-bench.mjs [--quick] [options]
 // ------------------------------------------------------------------ options
 
 function parseArgs(argv) {
-  const o = { onlyGiven: false, quick: false, out: null, seconds: null, rounds: null, keys: null, loadBudget: null, totalBudget: null, ref: null, buildDir: null, notes: [], only: null, etcd: true, install: true, keepTemp: false };
+  const o = { onlyGiven: false, quick: false, out: null, seconds: null, rounds: null, keys: null, loadBudget: null, totalBudget: null, ref: null, buildDir: null, notes: [], only: null, etcd: true, install: true, keepTemp: false, rejoinWrites: null, diskSeconds: null, fresh: false };
   for (const a of argv) {
     const [k, v] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     const num = () => {
@@ -65,7 +82,16 @@ function parseArgs(argv) {
       case '--keys': o.keys = Math.round(num()); break;
       case '--load-budget': o.loadBudget = num(); break;
       case '--total-budget': o.totalBudget = num(); break;
-      case '--only': o.only = new Set((v ?? '').split(',')); o.onlyGiven = true; break;
+      case '--only': {
+        o.only = new Set((v ?? '').split(',').filter(Boolean));
+        const unknown = [...o.only].filter((p) => !PARTS.includes(p));
+        if (unknown.length > 0 || o.only.size === 0) throw new Error(`--only takes a list out of ${PARTS.join(',')}${unknown.length ? ` (not: ${unknown.join(',')})` : ''}`);
+        o.onlyGiven = true;
+        break;
+      }
+      case '--rejoin-writes': o.rejoinWrites = Math.round(num()); break;
+      case '--disk-seconds': o.diskSeconds = num(); break;
+      case '--fresh': o.fresh = true; break;
       case '--no-etcd': o.etcd = false; break;
       case '--ref': o.ref = v; break;
       case '--build-dir': o.buildDir = resolve(v ?? ''); break;
@@ -81,10 +107,26 @@ function parseArgs(argv) {
   o.rounds ??= o.quick ? 1 : 3;
   o.keys ??= o.quick ? 5_000 : 1_000_000;
   o.loadBudget ??= o.quick ? 60 : 900;
-  o.totalBudget ??= o.quick ? 600 : 1500;
   o.keySpace = o.quick ? 2_000 : 10_000;
-  o.only ??= new Set(['main', 'sizes', 'five', 'million', 'raft']);
+  o.only ??= new Set(PARTS);
+  o.rejoinWrites ??= o.quick ? 5_000 : 200_000;
+  o.diskSeconds ??= o.quick ? 30 : 600;
+  o.totalBudget ??= (o.quick ? 600 : 1500) + plannedSeconds(o, ['join', 'rejoin', 'disk']);
   return o;
+}
+
+/**
+ * Seconds set aside for those of `parts` the run will do: join (a baseline, the catch-up and the
+ * removal, and hashing both members' key spaces), rejoin (the writes, the catch-up, the hashing),
+ * disk (its write run). The million load is cut so that these still fit in the total budget.
+ */
+function plannedSeconds(o, parts) {
+  const est = {
+    join: o.quick ? 120 : 600,
+    rejoin: o.quick ? 60 : 60 + o.rejoinWrites / 1500,
+    disk: o.diskSeconds + 45,
+  };
+  return parts.filter((p) => o.only.has(p)).reduce((a, p) => a + (est[p] ?? 0), 0);
 }
 
 // ------------------------------------------------------------------ progress
@@ -257,7 +299,7 @@ async function mainPoints(ctx) {
     say(`${sys.id}: warm-up ${describe(w)}`);
   }
   const points = !options.only.has('main') ? [] : options.quick ? MAIN_POINTS.filter((p) => p.id !== 'put-256') : MAIN_POINTS;
-  results.points = [];
+  if (points.length > 0) results.points = [];
   let step = 0;
   const total = points.length + 1;
   for (const p of points) {
@@ -285,7 +327,7 @@ async function mainPoints(ctx) {
   if (bareRounds.length > 0) results.bare = { label: 'bare Fastify 5, tiny PUT, 64 connections', issue: { rps: 75000, p50Ms: 0.8, p99Ms: 2.6 }, ...summarize(bareRounds) };
 
   if (options.only.has('sizes')) await valueSizes(ctx, systems);
-  results.idleRss = {
+  if (points.length > 0) results.idleRss = {
     flotilla: flotilla.pids().map((pid) => memoryOf(pid)),
     etcd: etcd ? etcd.pids().map((pid) => memoryOf(pid)) : [],
   };
@@ -339,6 +381,15 @@ function formatDuration(s) {
   return s >= 60 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${s.toFixed(1)} s`;
 }
 
+/**
+ * Seconds a key load may take now: --load-budget, cut so that the run stays within its total
+ * budget, leaving about 3 minutes for the load's own aftermath and the planned time of `after`.
+ */
+function loadBudgetNow(options, after) {
+  const elapsedS = (performance.now() - T0) / 1000;
+  return Math.max(30, Math.min(options.loadBudget, options.totalBudget - elapsedS - 180 - plannedSeconds(options, after)));
+}
+
 async function duBytes(dir) {
   const r = await run('du', ['-sb', dir]);
   return Number(r.stdout.split(/\s+/)[0]);
@@ -358,60 +409,18 @@ async function million(ctx) {
   const leader = await flotilla.leader();
   const out = { target, valueBytes: 100 };
   out.rssEmpty = flotilla.members.map((m) => ({ name: m.name, ...memoryOf(m.child.pid) }));
-  const rev0 = await flotilla.revision(leader);
-  const applied0 = (await flotilla.status(leader)).appliedIndex;
   const connections = 256;
-  // Keep the whole run within its budget: leave about 3 minutes for the restart and the rest.
-  const elapsedS = (performance.now() - T0) / 1000;
-  const loadBudget = Math.max(30, Math.min(options.loadBudget, options.totalBudget - elapsedS - 180));
+  // Keep the whole run within its budget: leave about 3 minutes for the restart and the rest, and
+  // the planned time of the parts after this one.
+  const loadBudget = loadBudgetNow(options, ['join', 'rejoin', 'disk']);
   out.loadBudgetSeconds = loadBudget;
   out.connections = connections;
   say(`loading ${n0(target)} keys into flotilla with wrk (${connections} connections, unique keys, budget ${formatDuration(loadBudget)}) ...`);
-  const t0 = performance.now();
-  let wrkChild = null;
-  let done = false;
-  let lastPrint = 0;
-  let lastLoaded = -1;
-  let stalledSince = performance.now();
-  const monitor = (async () => {
-    while (!done) {
-      await sleep(500);
-      const s = await flotilla.status(leader);
-      const elapsed = (performance.now() - t0) / 1000;
-      const loaded = s ? s.appliedIndex - applied0 : 0;
-      if (loaded !== lastLoaded) stalledSince = performance.now();
-      lastLoaded = loaded;
-      // Done: every key written (or all but a handful, and nothing has moved for 3 s).
-      const finished = loaded >= target || (loaded >= target - 16 && performance.now() - stalledSince > 3000);
-      if (finished || elapsed > loadBudget) {
-        if (!finished) notes.push(`Loading stopped at its time budget (${formatDuration(loadBudget)}), after ${n0(loaded)} of ${n0(target)} keys.`);
-        wrkChild?.kill('SIGINT');
-        return;
-      }
-      if (elapsed - lastPrint >= 10) {
-        lastPrint = elapsed;
-        const rate = loaded / elapsed;
-        say(`  loaded ${n0(loaded)} / ${n0(target)} keys (${n0(rate)}/s, about ${formatDuration((target - loaded) / Math.max(rate, 1))} to go)`);
-      }
-    }
-  })();
-  const load = await runWrk({
-    repo: REPO,
-    url: leader.clientUrl,
-    mode: 'flotilla-load',
-    connections,
-    seconds: Math.ceil(loadBudget + 30),
-    valueBytes: 100,
-    keys: target,
-    prefix: 'm',
-    onSpawn: (c) => (wrkChild = c),
-  });
-  done = true;
-  await monitor;
-  out.loadSeconds = (performance.now() - t0) / 1000;
-  const rev1 = await flotilla.revision(leader);
-  out.loaded = rev1 - rev0 - 1;
-  out.loadRate = out.loaded / out.loadSeconds;
+  const load = await loadUniqueKeys({ repo: REPO, cluster: flotilla, leader, target, connections, budgetS: loadBudget, prefix: 'm', say });
+  if (!load.finished) notes.push(`Loading stopped at its time budget (${formatDuration(loadBudget)}), after ${n0(load.loaded)} of ${n0(target)} keys.`);
+  out.loadSeconds = load.seconds;
+  out.loaded = load.loaded;
+  out.loadRate = load.rate;
   out.loadErrors = load.errors;
   say(`loaded ${n0(out.loaded)} keys in ${formatDuration(out.loadSeconds)} (${n0(out.loadRate)} keys/s, ${load.errors} errors)`);
   if (out.loaded < target) notes.push(`Only ${n0(out.loaded)} of ${n0(target)} keys were loaded within the budget.`);
@@ -435,6 +444,11 @@ async function million(ctx) {
   out.rssRestarted = { name: follower.name, ...memoryOf(follower.child.pid) };
   say(`RSS of ${follower.name} after the restart: ${mib(out.rssRestarted.rss)} MiB (peak ${mib(out.rssRestarted.peak)})`);
   results.million = out;
+  if (options.only.has('join')) {
+    // The join part goes on with this cluster, so the keys are loaded once.
+    ctx.loaded = { cluster: flotilla, keys: out.loaded };
+    return;
+  }
   await flotilla.stop();
   ctx.running.length = 0;
 }
@@ -528,6 +542,7 @@ function writeReport(results, outDir, command) {
   const { markdown, table } = renderMarkdown(results, { command, chartFile: 'bench-chart.svg' });
   writeFileSync(join(outDir, 'benchmarks.md'), markdown);
   writeFileSync(join(outDir, 'bench-chart.svg'), renderSvg(results));
+  if (results.join || results.disk) writeFileSync(join(outDir, 'bench-durability.svg'), renderDurabilitySvg(results));
   return table;
 }
 
@@ -557,32 +572,67 @@ async function main() {
   );
   say(`versions: node ${results.versions.node}, etcd ${results.versions.etcd ?? '(none)'}, ${results.versions.wrk}, flotilla ${results.versions.flotillaCommit}${results.versions.flotillaDirty ? ' (+ uncommitted changes)' : ''}`);
   if (results.machine.loadStart[0] > results.machine.cores) {
-    notes.push(`The machine was busy when the run started (load average ${results.machine.loadStart.join(', ')} on ${results.machine.cores} cores): absolute figures are depressed; the A/B ratios are the meaningful part.`);
+    const ab = ['main', 'sizes', 'five'].some((p) => options.only.has(p));
+    notes.push(
+      `The machine was busy when the run started (load average ${results.machine.loadStart.join(', ')} on ${results.machine.cores} cores): absolute figures ` +
+        (ab ? 'are depressed; the A/B ratios are the meaningful part.' : '(throughput, latency, catch-up times) are depressed; each section gives the load average during it.'),
+    );
   }
-  const ctx = { options, results, notes, etcdBin, build, running: [] };
+  const ctx = {
+    options, results, notes, etcdBin, build, running: [], say, repo: REPO, loaded: null,
+    loadBudget: () => loadBudgetNow(options, ['rejoin', 'disk']),
+  };
   results.failures = [];
+  results.parts = {};
+  results.attempted = [];
   // A section that fails (a member crashed, say) is reported, and the run goes on to the next.
-  const section = async (name, fn) => {
+  // Each part that completes is stamped with its own start, load average and build.
+  const section = async (name, parts, fn) => {
+    const ran = parts.filter((p) => options.only.has(p));
+    results.attempted.push(...ran);
+    const stamp = {
+      startedAt: new Date().toISOString(),
+      runStartedAt: results.startedAt,
+      mode: results.mode,
+      loadStart: loadavg().map((l) => +l.toFixed(2)),
+      build: build.source,
+      commit: build.commit,
+      options: { seconds: options.seconds, rounds: options.rounds, keySpace: options.keySpace },
+    };
+    const t = performance.now();
     try {
       await fn(ctx);
+      for (const p of ran) {
+        results.parts[p] = { ...stamp, loadEnd: loadavg().map((l) => +l.toFixed(2)), seconds: (performance.now() - t) / 1000 };
+      }
     } catch (err) {
       const detail = failureDetail(err);
-      results.failures.push({ section: name, message: err instanceof Error ? err.message : String(err), detail });
+      results.failures.push({ section: name, parts: ran, startedAt: results.startedAt, message: err instanceof Error ? err.message : String(err), detail });
       say(`${name}: FAILED: ${err instanceof Error ? err.message : String(err)}${detail ? `\n${detail}` : ''}`);
       await Promise.all(ctx.running.map((c) => c.stop().catch(() => {})));
       ctx.running.length = 0;
+      ctx.loaded = null;
     }
   };
   try {
-    if (options.only.has('main') || options.only.has('sizes')) await section('throughput points', mainPoints);
+    if (options.only.has('main') || options.only.has('sizes')) await section('throughput points', ['main', 'sizes'], mainPoints);
     if (options.only.has('five')) {
       if (options.quick && !options.onlyGiven) {
         results.five = { skipped: 'skipped in --quick mode' };
         say('5 members: skipped in --quick mode');
-      } else await section('5 members', fiveMembers);
+      }
+      else await section('5 members', ['five'], fiveMembers);
     }
-    if (options.only.has('million')) await section(`${n0(options.keys)} keys`, million);
-    if (options.only.has('raft')) await section('Raft core micro-benchmark', raftBench);
+    if (options.only.has('million')) await section(`${n0(options.keys)} keys`, ['million'], million);
+    if (options.only.has('join')) await section('a fourth member joins', ['join'], joinPart);
+    if (ctx.loaded) {
+      await ctx.loaded.cluster.stop();
+      ctx.running.length = 0;
+      ctx.loaded = null;
+    }
+    if (options.only.has('rejoin')) await section('rejoin by snapshot', ['rejoin'], rejoinPart);
+    if (options.only.has('disk')) await section('disk use over a long write run', ['disk'], diskPart);
+    if (options.only.has('raft')) await section('Raft core micro-benchmark', ['raft'], raftBench);
   } finally {
     await Promise.all(ctx.running.map((c) => c.stop().catch(() => {})));
     await cleanup();
@@ -594,13 +644,22 @@ async function main() {
 
   const outDir = options.out ?? (options.quick ? join(tmpdir(), 'flotilla-bench-quick') : join(REPO, 'docs'));
   results.command = ['node test/bench/run-bench.mjs', ...process.argv.slice(2).map(shellQuote)].join(' ');
+  for (const p of Object.values(results.parts)) p.command = results.command;
+  // The sections this run did not measure keep their figures from the page it replaces.
+  const previous = join(outDir, 'benchmarks.md');
+  if (!options.fresh && existsSync(previous)) {
+    const old = resultsFromMarkdown(readFileSync(previous, 'utf8'));
+    const kept = mergeResults(results, old);
+    if (kept.length > 0) say(`kept from ${previous} (run of ${old.startedAt}): ${kept.join(', ')}`);
+  }
+  delete results.attempted;
   const table = writeReport(results, outDir, results.command);
   process.stdout.write(`\n${table}\n`);
   for (const f of results.failures) process.stdout.write(`FAILED: ${f.section}: ${f.message}\n`);
   for (const n of notes) process.stdout.write(`note: ${n}\n`);
   const rel = relative(process.cwd(), outDir);
   const shown = rel === '' ? '.' : rel.startsWith('..') ? outDir : rel;
-  say(`done in ${formatDuration(results.elapsedSeconds)}; wrote ${join(shown, 'benchmarks.md')} and ${join(shown, 'bench-chart.svg')}`);
+  say(`done in ${formatDuration(results.elapsedSeconds)}; wrote ${join(shown, 'benchmarks.md')}, ${join(shown, 'bench-chart.svg')}${results.join || results.disk ? ` and ${join(shown, 'bench-durability.svg')}` : ''}`);
 }
 
 main().catch((err) => {

@@ -1,6 +1,7 @@
 // A dependency-free SVG chart: a 2×2 grid of small panels (line or grouped-bar), flotilla beside
 // etcd. Each panel: { kind: 'line' | 'bar', title, yLabel, categories, series: [{ name, color,
-// values (null = no data) }], log?: boolean }.
+// values (null = no data) }], log?: boolean }; or a curve over a numeric x axis: { kind: 'xy',
+// title, xLabel, yLabel, series: [{ name, color, points: [[x, y], ...] }], markers?: [{ x, label }] }.
 
 const W = 460;
 const H = 290;
@@ -41,7 +42,63 @@ function logTicks(min, max) {
   return ticks;
 }
 
+/** A panel with a numeric x axis: one polyline per series, no point labels, optional markers. */
+function xyPanel(p, ox, oy) {
+  const iw = W - M.left - M.right;
+  const ih = H - M.top - M.bottom;
+  const ok = (v) => typeof v === 'number' && Number.isFinite(v);
+  const pts = p.series.flatMap((s) => s.points.filter(([x, y]) => ok(x) && ok(y)));
+  const out = [`<g transform="translate(${ox},${oy})">`];
+  out.push(`<rect x="0.5" y="0.5" width="${W - 1}" height="${H - 1}" fill="#fff" stroke="#e5e7eb"/>`);
+  out.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">${esc(p.title)}</text>`);
+  if (pts.length === 0) {
+    out.push(`<text x="${W / 2}" y="${H / 2}" text-anchor="middle" fill="#6b7280">no data</text></g>`);
+    return out.join('\n');
+  }
+  const xTicks = niceTicks(Math.max(...pts.map(([x]) => x)));
+  const yTicks = niceTicks(Math.max(...pts.map(([, y]) => y)));
+  const xTop = xTicks[xTicks.length - 1];
+  const yTop = yTicks[yTicks.length - 1];
+  const x = (v) => M.left + (v / xTop) * iw;
+  const y = (v) => M.top + ih - (v / yTop) * ih;
+  for (const t of yTicks) {
+    out.push(`<line x1="${M.left}" x2="${M.left + iw}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" stroke="#f0f0f0"/>`);
+    out.push(`<text x="${M.left - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#374151">${fmt(t)}</text>`);
+  }
+  for (const t of xTicks) {
+    out.push(`<text x="${x(t).toFixed(1)}" y="${M.top + ih + 16}" text-anchor="middle" font-size="11" fill="#374151">${fmt(t)}</text>`);
+  }
+  out.push(`<line x1="${M.left}" x2="${M.left}" y1="${M.top}" y2="${M.top + ih}" stroke="#9ca3af"/>`);
+  out.push(`<line x1="${M.left}" x2="${M.left + iw}" y1="${M.top + ih}" y2="${M.top + ih}" stroke="#9ca3af"/>`);
+  out.push(`<text transform="translate(16,${M.top + ih / 2}) rotate(-90)" text-anchor="middle" font-size="11" fill="#374151">${esc(p.yLabel)}</text>`);
+  if (p.xLabel) out.push(`<text x="${M.left + iw / 2}" y="${H - 8}" text-anchor="middle" font-size="11" fill="#374151">${esc(p.xLabel)}</text>`);
+  let labelled = 0;
+  for (const mk of p.markers ?? []) {
+    if (!ok(mk.x) || mk.x < 0 || mk.x > xTop) continue;
+    const mx = x(mk.x).toFixed(1);
+    out.push(`<line x1="${mx}" x2="${mx}" y1="${M.top}" y2="${M.top + ih}" stroke="${mk.color ?? '#6b7280'}" stroke-dasharray="4 3"/>`);
+    if (!mk.label) continue;
+    out.push(`<text x="${(x(mk.x) + 3).toFixed(1)}" y="${M.top + 12 + (labelled % 4) * 12}" font-size="10" fill="#374151">${esc(mk.label)}</text>`);
+    labelled++;
+  }
+  for (const s of p.series) {
+    const d = s.points
+      .filter(([px, py]) => ok(px) && ok(py))
+      .map(([px, py], k) => `${k === 0 ? 'M' : 'L'}${x(px).toFixed(1)},${y(py).toFixed(1)}`)
+      .join(' ');
+    if (d) out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8"/>`);
+  }
+  p.series.forEach((s, j) => {
+    const lx = M.left + 10 + j * 120;
+    out.push(`<rect x="${lx}" y="${M.top - 20}" width="12" height="8" fill="${s.color}"/>`);
+    out.push(`<text x="${lx + 16}" y="${M.top - 12}" font-size="11" fill="#111827">${esc(s.name)}</text>`);
+  });
+  out.push('</g>');
+  return out.join('\n');
+}
+
 function panel(p, ox, oy) {
+  if (p.kind === 'xy') return xyPanel(p, ox, oy);
   const iw = W - M.left - M.right;
   const ih = H - M.top - M.bottom;
   const refs = p.refLines ?? [];

@@ -94,11 +94,54 @@ export class FlotillaCluster extends Cluster {
       '--data-dir', m.dataDir,
       '--listen-client-url', m.clientUrl,
       '--listen-peer-url', m.peerUrl,
-      '--initial-cluster', this.initialCluster,
+      ...(m.join ? ['--join', m.join] : ['--initial-cluster', this.initialCluster]),
       ...this.extraFlags,
     ];
     m.child = startChild(process.execPath, args, { cwd: this.repo, logFile: m.logFile });
     return m.child;
+  }
+
+  /**
+   * Start a new member with a fresh data dir that asks the cluster at `joinUrl` to add it
+   * (`serve --join`). It becomes one of this.members (so stop() stops it).
+   */
+  async spawnJoiner(name, joinUrl) {
+    const clientPort = await freePort();
+    const peerPort = await freePort();
+    const m = {
+      name,
+      clientPort,
+      peerPort,
+      clientUrl: `http://${HOST}:${clientPort}`,
+      peerUrl: `http://${HOST}:${peerPort}`,
+      dataDir: join(this.dir, name),
+      logFile: join(this.dir, `${name}.log`),
+      join: joinUrl,
+      child: null,
+    };
+    this.members.push(m);
+    this.spawn(m);
+    return m;
+  }
+
+  /** Stop a member with a signal right away (SIGKILL: a crash) and wait for it to exit. */
+  async killMember(m, signal = 'SIGKILL') {
+    const t0 = performance.now();
+    m.child.kill(signal);
+    const r = await m.child.exited;
+    m.child = null;
+    return { ...r, stopMs: performance.now() - t0 };
+  }
+
+  /** Drop a member that was removed from the cluster (and stopped) from this.members. */
+  forget(m) {
+    this.members = this.members.filter((x) => x !== m);
+  }
+
+  /** GET /v1/cluster/members on a member: [{ name, peerUrl, clientUrl, voter }] or null. */
+  async clusterMembers(m) {
+    const r = await http('GET', `${m.clientUrl}/v1/cluster/members`, { timeoutMs: 2000 });
+    return r.status === 200 ? r.json().members : null;
   }
 
   /** Every member healthy and all agreeing on one leader. */
