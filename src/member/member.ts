@@ -116,6 +116,7 @@ export class Member implements KvService {
       dataDir: config.dataDir,
       storage,
       log: this.#log.child({ component: 'snapshots' }),
+      metrics: this.#metrics,
       term: () => this.#core.status().term,
       commit: () => this.#core.status().commit,
       snapshotMetaAt: (index) => this.#core.snapshotMetaAt(index),
@@ -123,6 +124,7 @@ export class Member implements KvService {
       exclusive: (task) => this.#runExclusive(task),
       installed: (meta, from, term) => {
         this.#core.installSnapshot(meta, from, term);
+        this.#metrics.snapshotsInstalled.inc();
         this.#schedule();
       },
       reportSnapshot: (peer, ok) => {

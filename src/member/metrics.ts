@@ -12,6 +12,9 @@ export class MemberMetrics {
   readonly httpSeconds: Histogram<'method' | 'route' | 'status'>;
   readonly peerRejected: Counter;
   readonly readyBatchEntries: Histogram;
+  readonly snapshotUploadResumes: Counter;
+  readonly snapshotResumedBytes: Counter;
+  readonly snapshotsInstalled: Counter;
 
   constructor(status: () => RaftStatus, leaseCount: () => number = () => 0) {
     const r = this.registry;
@@ -41,5 +44,15 @@ export class MemberMetrics {
       name: 'flotilla_http_request_seconds', help: 'Client API request latency', labelNames: ['method', 'route', 'status'], buckets: LATENCY_BUCKETS_S, registers: [r],
     });
     this.peerRejected = new Counter({ name: 'flotilla_peer_messages_rejected_total', help: 'Peer messages dropped as malformed or misaddressed', registers: [r] });
+    this.snapshotUploadResumes = new Counter({
+      name: 'flotilla_snapshot_upload_resumes_total', help: 'Snapshot uploads to a follower that continued from a byte the follower already held', registers: [r],
+    });
+    this.snapshotResumedBytes = new Counter({
+      name: 'flotilla_snapshot_resumed_bytes_total', help: 'Snapshot image bytes not sent again because the follower already held them', registers: [r],
+    });
+    this.snapshotsInstalled = new Counter({
+      name: 'flotilla_snapshots_installed_total', help: 'Snapshots received from a leader and installed (this member had fallen behind its compacted log)', registers: [r],
+    });
+    new Gauge({ name: 'flotilla_raft_first_index', help: 'First log index held (entries before it are compacted away)', registers: [r], collect() { this.set(status().firstIndex); } });
   }
 }

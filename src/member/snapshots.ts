@@ -7,6 +7,7 @@ import type { NodeId, SnapshotMeta } from '../raft/types.js';
 import type { IncomingSnapshot } from '../transport/peer-routes.js';
 import { uploadSnapshot } from '../transport/snapshot-transfer.js';
 import type { PinoLogger } from '../util/log.js';
+import type { MemberMetrics } from './metrics.js';
 
 /** What the snapshot machinery needs from storage (LevelStorage provides it). */
 export interface SnapshotStorage {
@@ -22,6 +23,7 @@ export interface SnapshotDeps {
   readonly dataDir: string;
   readonly storage: SnapshotStorage;
   readonly log: PinoLogger;
+  readonly metrics?: Pick<MemberMetrics, 'snapshotUploadResumes' | 'snapshotResumedBytes'>;
   term(): number;
   commit(): number;
   snapshotMetaAt(index: number): SnapshotMeta;
@@ -47,6 +49,8 @@ export class SnapshotManager {
   readonly #uploading = new Set<NodeId>();
   #image: { file: string; meta: SnapshotMeta; revision: number; createdAt: number } | null = null;
   #creating: Promise<{ file: string; meta: SnapshotMeta; revision: number }> | null = null;
+  /** The upload being written to disk now, if any (at most one: a newer one supersedes it). */
+  #receiving: { body: Readable; done: Promise<void> } | null = null;
 
   constructor(readonly deps: SnapshotDeps) {
     this.#dir = join(deps.dataDir, 'snapshots');
@@ -92,6 +96,11 @@ export class SnapshotManager {
       await uploadSnapshot({
         self: this.deps.self, selfClientUrl: this.deps.selfClientUrl, peerUrl, term: this.deps.term(),
         index: image.meta.index, snapTerm: image.meta.term, file: image.file,
+        onResume: (offset, size) => {
+          this.deps.log.info({ peer, index: image.meta.index, offset, size }, 'resuming a snapshot upload');
+          this.deps.metrics?.snapshotUploadResumes.inc();
+          this.deps.metrics?.snapshotResumedBytes.inc(offset);
+        },
       });
       this.deps.log.info({ peer, index: image.meta.index, ms: Math.round(performance.now() - started) }, 'snapshot installed by follower');
       this.deps.reportSnapshot(peer, true);
@@ -131,12 +140,31 @@ export class SnapshotManager {
     return join(this.#dir, `in-${s.index}-${s.snapTerm}.img`);
   }
 
+  /** Bytes of this image already on disk. The sender asks only after its upload broke: settle that one first. */
   async offset(s: IncomingSnapshot): Promise<number> {
+    await this.#endReceiving();
+    return this.#bytesHeld(this.#incomingFile(s));
+  }
+
+  async #bytesHeld(file: string): Promise<number> {
     try {
-      return (await stat(this.#incomingFile(s))).size;
+      return (await stat(file)).size;
     } catch {
       return 0;
     }
+  }
+
+  /**
+   * End the upload being written, if any, and wait until its last write is on disk, so the size
+   * we report is final. Its sender has given up on it (a sender asks for the offset, or starts a
+   * new upload, only after its previous one failed); over a half-open connection we might not
+   * have noticed yet, and two uploads appending to one file would corrupt it.
+   */
+  async #endReceiving(): Promise<void> {
+    const r = this.#receiving;
+    if (!r) return;
+    r.body.destroy();
+    await r.done;
   }
 
   async receive(
@@ -154,8 +182,25 @@ export class SnapshotManager {
       return { status: 409, offset: have, message: `have ${have} bytes, upload starts at ${s.offset}` };
     }
     await this.#dropOtherIncoming(file);
-    await pipeline(body, createWriteStream(file, { flags: have === 0 ? 'w' : 'a' }));
-    const size = (await stat(file)).size;
+    if (this.#receiving) {
+      body.resume(); // another upload started while we looked at the file; the sender asks again
+      return { status: 409, offset: have, message: 'another upload of a snapshot is being received' };
+    }
+    if (have > 0) this.deps.log.info({ from: s.from, index: s.index, offset: have, size: s.size }, 'resuming an incoming snapshot');
+    const written = pipeline(body, createWriteStream(file, { flags: have === 0 ? 'w' : 'a' }));
+    const receiving = { body, done: written.then(() => {}, () => {}) };
+    this.#receiving = receiving;
+    void receiving.done.then(() => {
+      if (this.#receiving === receiving) this.#receiving = null;
+    });
+    try {
+      await written;
+    } catch (err) {
+      const held = await this.#bytesHeld(file);
+      this.deps.log.warn({ from: s.from, index: s.index, offset: held, size: s.size, err: err instanceof Error ? err.message : String(err) }, 'snapshot upload interrupted');
+      return { status: 409, offset: held, message: 'upload interrupted' };
+    }
+    const size = await this.#bytesHeld(file);
     if (size < s.size) return { status: 409, offset: size, message: 'upload incomplete' };
     if (size > s.size) {
       await rm(file, { force: true });

@@ -30,6 +30,8 @@ export interface SnapshotUpload {
   readonly index: number;
   readonly snapTerm: number;
   readonly file: string;
+  /** An attempt continues at `offset` > 0: the receiver already holds that many bytes of the image. */
+  readonly onResume?: (offset: number, size: number) => void;
 }
 
 /** Resume attempts after a dropped upload before giving up (the core retries later). */
@@ -61,6 +63,7 @@ export async function uploadSnapshot(u: SnapshotUpload): Promise<void> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     try {
       const offset = Math.min(await remoteOffset(u), size);
+      if (offset > 0) u.onResume?.(offset, size);
       const res = await request(`${u.peerUrl}${SNAPSHOT_PATH}`, {
         method: 'PUT',
         headers: {

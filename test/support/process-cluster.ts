@@ -28,6 +28,11 @@ export interface ClusterOptions {
   readonly distinctHosts?: boolean;
   readonly extraFlags?: readonly string[];
   readonly env?: Record<string, string>;
+  /**
+   * The peer URL `--initial-cluster` gives for some members instead of the one they listen on
+   * (say, a proxy in front of it): the URL the others use to reach them.
+   */
+  readonly advertisedPeerUrls?: Readonly<Record<string, string>>;
 }
 
 /** Ask the OS for a free port on host (bind port 0, read it, close). */
@@ -106,6 +111,7 @@ export class ProcessCluster {
       distinctHosts: options.distinctHosts ?? false,
       extraFlags: options.extraFlags ?? [],
       env: options.env ?? {},
+      advertisedPeerUrls: options.advertisedPeerUrls ?? {},
     };
   }
 
@@ -128,7 +134,26 @@ export class ProcessCluster {
   }
 
   get initialCluster(): string {
-    return this.members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+    return this.members.map((m) => `${m.name}=${this.#options.advertisedPeerUrls[m.name] ?? m.peerUrl}`).join(',');
+  }
+
+  /**
+   * One more member (ports from the OS, an empty data dir under this cluster's root), not started:
+   * start it with `start(name, { join: CLIENT_URL })`. Later restarts of founding members ignore
+   * it (their data dirs hold their member lists).
+   */
+  async addMember(name: string): Promise<MemberSpec> {
+    if (this.members.some((m) => m.name === name)) throw new Error(`member ${name} exists`);
+    const host = this.#options.distinctHosts ? `127.0.0.${this.members.length + 11}` : '127.0.0.1';
+    const clientPort = await freePort(host);
+    const peerPort = await freePort(host);
+    const spec: MemberSpec = {
+      name, host, clientPort, peerPort,
+      clientUrl: `http://${host}:${clientPort}`, peerUrl: `http://${host}:${peerPort}`,
+      dataDir: join(this.#root, name),
+    };
+    this.members.push(spec);
+    return spec;
   }
 
   member(name: string): MemberSpec {
@@ -142,13 +167,14 @@ export class ProcessCluster {
     await this.waitForLeader(15_000, true);
   }
 
-  start(name: string): void {
+  /** Start a member; with `join`, as a new member asking the cluster at that client URL to add it. */
+  start(name: string, options: { join?: string } = {}): void {
     const m = this.member(name);
     const o = this.#options;
     const args = [
       CLI, 'serve', '--name', m.name, '--data-dir', m.dataDir,
       '--listen-client-url', m.clientUrl, '--listen-peer-url', m.peerUrl,
-      '--initial-cluster', this.initialCluster,
+      ...(options.join ? ['--join', options.join] : ['--initial-cluster', this.initialCluster]),
       '--heartbeat-interval', String(o.heartbeatMs), '--election-timeout', String(o.electionMs),
       '--log-level', 'info', ...o.extraFlags,
     ];
