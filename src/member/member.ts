@@ -72,6 +72,8 @@ export class Member implements KvService {
   readonly #addresses = new Map<NodeId, string>();
   readonly #clusterFile: ClusterFile;
   #lastConfig: ConfigState | null = null;
+  /** A leader that removed itself and that we still follow: its link stays until we do not (#syncPeers). */
+  #departingLeader: NodeId | null = null;
   #clusterFileWrite: Promise<void> = Promise.resolve();
   readonly clientUrl: string;
   #peerApp: FastifyInstance | null = null;
@@ -279,7 +281,7 @@ export class Member implements KvService {
     this.#proposals.settle(ready.committed, results);
     if (ready.softState) this.#onSoftState(ready.softState);
     this.#core.advance(ready);
-    if (this.#core.config() !== this.#lastConfig) this.#syncPeers();
+    if (this.#core.config() !== this.#lastConfig || (this.#departingLeader !== null && this.#core.status().leader !== this.#departingLeader)) this.#syncPeers();
     const applied = this.#storage.appliedIndex;
     this.#reads.onReadStates(ready.readStates, applied);
     this.#reads.onApplied(applied);
@@ -515,16 +517,20 @@ export class Member implements KvService {
     this.#lastConfig = config;
     for (const [name, url] of Object.entries(config.peerUrls ?? {})) this.#addresses.set(name, url);
     const members = new Set([...config.voters, ...config.learners]);
+    // A leader that removes itself commits that only with our acknowledgements (and then steps
+    // down): dropping its link as soon as we append the change would leave it unable to.
+    const leader = this.#core.status().leader;
+    this.#departingLeader = leader !== null && leader !== this.name && !members.has(leader) ? leader : null;
     for (const name of members) {
       const url = this.#addresses.get(name);
       if (name !== this.name && url !== undefined) this.#transport.setPeer(name, url);
     }
     for (const name of [...this.#addresses.keys()]) {
-      if (members.has(name)) continue;
+      if (members.has(name) || name === this.#departingLeader) continue;
       this.#transport.removePeer(name);
       this.#addresses.delete(name);
     }
-    const snapshot = [...this.#addresses].map(([name, peerUrl]) => ({ name, peerUrl }));
+    const snapshot = [...this.#addresses].filter(([name]) => name !== this.#departingLeader).map(([name, peerUrl]) => ({ name, peerUrl }));
     this.#clusterFileWrite = this.#clusterFileWrite
       .then(() => this.#clusterFile.write(snapshot))
       .catch((err: unknown) => this.#log.error({ err }, 'could not write cluster.json'));

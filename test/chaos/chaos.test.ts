@@ -2,21 +2,21 @@
  * The chaos suite: real `flotilla serve` processes, concurrent clients, seeded faults, and a
  * linearizability check of everything the clients saw.
  *
- * Short run (part of `make test`, about two minutes): one run per nemesis (kill, pause, partition)
- * that must be linearizable, and one that must not: the same workload reading with
- * `?consistency=stale` from followers while members are cut off or paused, which proves the checker
- * catches real staleness.
+ * Short run (part of `make test`, about three minutes): one run per nemesis (kill, pause, partition,
+ * membership, snapshot) that must be linearizable, and one that must not: the same workload reading
+ * with `?consistency=stale` from followers while members are cut off or paused, which proves the
+ * checker catches real staleness.
  *
  * Long run (`make chaos`, i.e. FLOTILLA_CHAOS=long): FLOTILLA_CHAOS_MINUTES (default 10) per run,
- * the runs named by FLOTILLA_CHAOS_NEMESES (default kill,pause,partition; also `mixed`: all three in
- * two overlapping fault streams), a summary row per run appended to docs/chaos.md, and the stale-read
- * proof again.
+ * the runs named by FLOTILLA_CHAOS_NEMESES (default kill,pause,partition,membership,snapshot; also
+ * `mixed`: kill, pause and partition in two overlapping fault streams), a summary row per run
+ * appended to docs/chaos.md, and the stale-read proof again.
  *
  * A failure prints its seed; `FLOTILLA_SEED=<n> npx vitest run test/chaos` replays the same schedule
  * of faults and choices (the timing of real processes is the machine's, so not always the outcome).
  */
 import { describe, expect, test } from 'vitest';
-import { describeExit, partitionAvailability, type NemesisKind } from './nemesis.js';
+import { DEFAULT_TIMING, describeExit, partitionAvailability, type FaultTiming, type NemesisKind } from './nemesis.js';
 import { runChaos, summarize, type ChaosResult } from './run-chaos.js';
 import { appendChaosDoc } from './chaos-doc.js';
 
@@ -26,6 +26,11 @@ const REPLAY = `FLOTILLA_SEED=${BASE_SEED} npx vitest run test/chaos`;
 const CLIENTS = 5;
 const KEYS = 4;
 const SHORT_RUN_MS = 25_000;
+/**
+ * Membership and snapshot faults take seconds each (a member rejoins, or the others compact past
+ * it): their short runs leave less quiet time between faults, so 25 s still hold a handful.
+ */
+const RECONFIGURE_TIMING = { ...DEFAULT_TIMING, quietMs: [300, 1500] } as const;
 /** Time around a run: starting members, healing, final reads, checking. */
 const RUN_OVERHEAD_MS = 60_000;
 const STALE_RUN_MS = 10_000;
@@ -50,6 +55,25 @@ function expectLinearizable(result: ChaosResult): void {
   expect(result.problems, context).toEqual([]);
 }
 
+/**
+ * Not vacuous: the membership run replaced a member at least once (removed, wiped, rejoined and
+ * promoted), and the snapshot run brought a member back behind the others' compacted logs and saw
+ * it install a snapshot.
+ */
+function expectReconfigured(name: string, result: ChaosResult): void {
+  const faults = result.figures.nemesis.faults;
+  const context = `${summarize(result)}\nfaults:\n${faults.map((f) => `  ${f.detail}`).join('\n')}\nreplay: ${REPLAY}`;
+  if (name === 'membership') {
+    const rejoined = faults.filter((f) => (f.variant === 'replace' || f.variant === 'wipe') && f.detail.includes('rejoined'));
+    expect(rejoined.length, `a member was replaced and rejoined as a voter\n${context}`).toBeGreaterThanOrEqual(1);
+  }
+  if (name === 'snapshot') {
+    const forced = result.figures.nemesis.forcedSnapshots;
+    expect(forced.installed, `a member brought back behind the compacted log installed a snapshot\n${context}`).toBeGreaterThanOrEqual(1);
+    expect(forced.installed, `every member brought back behind the compacted log installed a snapshot\n${context}`).toBe(forced.forced);
+  }
+}
+
 /** The partition run falls back to kill and pause, saying why, when iptables is not usable here. */
 function partitionNemeses(): NemesisKind[] {
   const available = partitionAvailability();
@@ -60,17 +84,20 @@ function partitionNemeses(): NemesisKind[] {
 
 if (!LONG) {
   describe('chaos (short run)', () => {
-    test.each<[string, () => NemesisKind[]]>([
-      ['kill', () => ['kill']],
-      ['pause', () => ['pause']],
-      ['partition', partitionNemeses],
-    ])(`%s: default reads and every write stay linearizable (seed ${BASE_SEED})`, { timeout: SHORT_RUN_MS + RUN_OVERHEAD_MS }, async (name, nemeses) => {
+    test.each<[string, () => NemesisKind[], FaultTiming | undefined]>([
+      ['kill', () => ['kill'], undefined],
+      ['pause', () => ['pause'], undefined],
+      ['partition', partitionNemeses, undefined],
+      ['membership', () => ['membership'], RECONFIGURE_TIMING],
+      ['snapshot', () => ['snapshot'], RECONFIGURE_TIMING],
+    ])(`%s: default reads and every write stay linearizable (seed ${BASE_SEED})`, { timeout: SHORT_RUN_MS + RUN_OVERHEAD_MS }, async (name, nemeses, timing) => {
       const result = await runChaos({
         seed: BASE_SEED, durationMs: SHORT_RUN_MS, nemeses: nemeses(), clients: CLIENTS, keys: KEYS,
-        readMode: 'linearizable', label: name,
+        readMode: 'linearizable', label: name, timing,
       });
       expectLinearizable(result);
       expect(result.figures.nemesis.faults.length, 'faults were injected').toBeGreaterThan(2);
+      expectReconfigured(name, result);
     });
 
     test(`the checker catches stale reads: ?consistency=stale on cut-off or paused followers (seed ${BASE_SEED})`, { timeout: STALE_ATTEMPTS * (STALE_RUN_MS + RUN_OVERHEAD_MS) }, async () => {
@@ -80,7 +107,7 @@ if (!LONG) {
   });
 } else {
   const minutes = Number(process.env['FLOTILLA_CHAOS_MINUTES'] ?? 10);
-  const runs = (process.env['FLOTILLA_CHAOS_NEMESES'] ?? 'kill,pause,partition').split(',').map((s) => s.trim()).filter(Boolean);
+  const runs = (process.env['FLOTILLA_CHAOS_NEMESES'] ?? 'kill,pause,partition,membership,snapshot').split(',').map((s) => s.trim()).filter(Boolean);
   describe(`chaos (long run, ${minutes} min per nemesis)`, () => {
     test.each(runs.map((n, i) => [n, i] as const))(`%s for ${minutes} min`, { timeout: minutes * 60_000 * 2 + 600_000 }, async (run, i) => {
       const kinds = longRunNemeses(run);
@@ -88,6 +115,7 @@ if (!LONG) {
         seed: BASE_SEED + i, durationMs: minutes * 60_000, nemeses: kinds, clients: CLIENTS, keys: KEYS,
         readMode: 'linearizable', label: run, keyEpochMs: 60_000, checkMsPerKey: 120_000,
         ...(run === 'mixed' ? { timing: MIXED_TIMING, overlap: 2 } : {}),
+        ...(run === 'membership' || run === 'snapshot' ? { timing: RECONFIGURE_TIMING } : {}),
       });
       await appendChaosDoc(result);
       expectLinearizable(result);
@@ -103,8 +131,8 @@ if (!LONG) {
 function longRunNemeses(run: string): NemesisKind[] {
   if (run === 'partition') return partitionNemeses();
   if (run === 'mixed') return partitionAvailability().ok ? ['kill', 'pause', 'partition'] : ['kill', 'pause'];
-  if (run === 'kill' || run === 'pause') return [run];
-  throw new Error(`FLOTILLA_CHAOS_NEMESES: unknown run ${JSON.stringify(run)} (kill, pause, partition, mixed)`);
+  if (run === 'kill' || run === 'pause' || run === 'membership' || run === 'snapshot') return [run];
+  throw new Error(`FLOTILLA_CHAOS_NEMESES: unknown run ${JSON.stringify(run)} (kill, pause, partition, membership, snapshot, mixed)`);
 }
 
 /** Which fault, if any, was under way when the op that could not be linearized ran. */

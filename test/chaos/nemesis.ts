@@ -7,19 +7,25 @@
  *     election timeout, then SIGCONT;
  *   - partition: cut one member (the leader half of the time) off from the others with iptables,
  *     sometimes from the clients too, or cut just one pair (a bridge), then heal (skipped, with the
- *     reason printed, when this machine does not allow iptables).
+ *     reason printed, when this machine does not allow iptables);
+ *   - membership: through the Cluster API, replace a member (the leader half of the time) the way an
+ *     operator replaces a dead one (remove it, stop it, wipe its disk, start it as a new member with
+ *     --join), or hand leadership to a follower (reconfigure.ts);
+ *   - snapshot: stop a member until the others have compacted their logs past it, then restart it,
+ *     so it must catch up by InstallSnapshot; or wipe a follower and re-add it (reconfigure.ts).
  *
  * One fault at a time: each is healed before the next, and after each the nemesis waits (bounded)
  * for the cluster to elect a leader again. Which fault, whom and how long come from the seed; what
  * "the leader" is at that moment comes from the cluster.
  */
-import { SeededRng, type Rng } from '../../src/util/rng.js';
+import { SeededRng } from '../../src/util/rng.js';
 import { sleep, type ProcessCluster } from '../support/process-cluster.js';
 import { iptablesAvailability, IptablesNetwork, type Availability } from './network.js';
 import type { ClusterView } from './workload.js';
-import { endingAbnormally } from './cleanup.js';
+import { hold, release, startMember, type FaultContext, type SharedState } from './fault-context.js';
+import { membershipFault, snapshotFault, type Reconfigured } from './reconfigure.js';
 
-export const NEMESES = ['kill', 'pause', 'partition'] as const;
+export const NEMESES = ['kill', 'pause', 'partition', 'membership', 'snapshot'] as const;
 export type NemesisKind = (typeof NEMESES)[number];
 
 export interface FaultTiming {
@@ -50,6 +56,12 @@ export interface FaultEvent {
   readonly startMs: number;
   readonly endMs: number;
   readonly detail: string;
+  /** membership and snapshot: which operation ('replace', 'transfer', 'lag', 'wipe'). */
+  readonly variant?: string;
+  /** Snapshots the member brought back installed while catching up (its flotilla_snapshots_installed_total). */
+  readonly snapshotInstalls?: number;
+  /** snapshot: the others' logs had been compacted past the member before it came back. */
+  readonly forced?: boolean;
 }
 
 export interface Crash {
@@ -74,6 +86,14 @@ export interface NemesisFigures {
   readonly crashes: readonly Crash[];
   /** Packets the partition rules dropped, summed over partitions: shows the cuts cut. */
   readonly droppedPackets: number;
+  /**
+   * What the membership and snapshot nemeses saw go wrong in the cluster: a removed leader that
+   * kept leading, a joined member never promoted, a change that never committed, a member that did
+   * not catch up. Each is a flotilla bug (or a machine far too slow).
+   */
+  readonly problems: readonly string[];
+  /** snapshot: members brought back behind the others' compacted logs, and those whose metrics show an install. */
+  readonly forcedSnapshots: { readonly forced: number; readonly installed: number };
 }
 
 export interface NemesisOptions {
@@ -122,7 +142,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisFigure
   const timing = options.timing ?? DEFAULT_TIMING;
   const { network, skipped } = openNetwork(options.kinds, options.cluster, log);
   const kinds = options.kinds.filter((k) => skipped[k] === undefined);
-  const shared: SharedState = { paused: new Set(), down: new Set(), busy: new Set(), partitioned: false, droppedPackets: 0, crashes: [] };
+  const shared: SharedState = {
+    paused: new Set(), down: new Set(), busy: new Set(), fresh: new Set(), partitioned: false, reconfiguring: false, droppedPackets: 0, crashes: [], problems: [], replacements: 0,
+  };
   const loops = Math.max(1, Math.min(MAX_OVERLAP, options.overlap ?? 1));
   const contexts: FaultContext[] = Array.from({ length: loops }, (_, i) => ({
     options, timing, network, log, shared, rng: i === 0 ? rng : new SeededRng((options.seed ^ Math.imul(i, 0x27d4eb2d)) >>> 0),
@@ -141,9 +163,11 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisFigure
     await restoreAll(contexts[0]);
     network?.remove();
   }
-  const byKind: Record<NemesisKind, number> = { kill: 0, pause: 0, partition: 0 };
+  const byKind: Record<NemesisKind, number> = { kill: 0, pause: 0, partition: 0, membership: 0, snapshot: 0 };
   for (const f of faults) byKind[f.kind]++;
-  return { faults, byKind, skipped, slowRecoveries, crashes: shared.crashes, droppedPackets: shared.droppedPackets };
+  const forced = faults.filter((f) => f.forced === true);
+  const forcedSnapshots = { forced: forced.length, installed: forced.filter((f) => (f.snapshotInstalls ?? 0) > 0).length };
+  return { faults, byKind, skipped, slowRecoveries, crashes: shared.crashes, droppedPackets: shared.droppedPackets, problems: shared.problems, forcedSnapshots };
 }
 
 /** The iptables chain, when partitions are asked for and this machine allows them; else why not. */
@@ -191,28 +215,6 @@ async function faultLoop(ctx: FaultContext, kinds: readonly NemesisKind[], fault
   return slow;
 }
 
-/** What concurrent fault loops share: who is down, paused or cut off right now. */
-interface SharedState {
-  /** Members stopped with SIGSTOP and not yet resumed, and members killed and not yet restarted. */
-  readonly paused: Set<string>;
-  readonly down: Set<string>;
-  /** Members under any fault now: a second loop leaves them alone. */
-  readonly busy: Set<string>;
-  /** One partition at a time (healing flushes the chain). */
-  partitioned: boolean;
-  droppedPackets: number;
-  readonly crashes: Crash[];
-}
-
-interface FaultContext {
-  readonly options: NemesisOptions;
-  readonly rng: Rng;
-  readonly timing: FaultTiming;
-  readonly network: IptablesNetwork | null;
-  readonly log: (line: string) => void;
-  readonly shared: SharedState;
-}
-
 async function pickTarget(ctx: FaultContext): Promise<{ target: string; wasLeader: boolean }> {
   const { cluster } = ctx.options;
   // Draw both choices first, so the seed's sequence does not depend on whether a leader was found.
@@ -257,6 +259,7 @@ async function inject(kind: NemesisKind, ctx: FaultContext): Promise<FaultEvent 
   const startMs = performance.now();
   let detail: string;
   let targets: string[];
+  let reconfigured: Reconfigured | null = null;
   switch (kind) {
     case 'kill': {
       // Mostly one member; sometimes two (a majority), sometimes all: acknowledged writes must survive.
@@ -313,25 +316,30 @@ async function inject(kind: NemesisKind, ctx: FaultContext): Promise<FaultEvent 
       shared.partitioned = false;
       break;
     }
+    case 'membership':
+    case 'snapshot': {
+      if (shared.reconfiguring) return null;
+      shared.reconfiguring = true;
+      try {
+        const draws = { variant: width, pick, span };
+        const victim = { target, wasLeader: role !== '' };
+        reconfigured = kind === 'membership' ? await membershipFault(ctx, victim, draws) : await snapshotFault(ctx, victim, draws);
+      } finally {
+        shared.reconfiguring = false;
+      }
+      if (reconfigured === null) return null;
+      targets = reconfigured.targets;
+      detail = reconfigured.detail;
+      break;
+    }
   }
-  const event: FaultEvent = { kind, target: targets.join(','), wasLeader: role !== '', startMs, endMs: performance.now(), detail };
+  const event: FaultEvent = {
+    kind, target: targets.join(','), wasLeader: reconfigured === null ? role !== '' : reconfigured.wasLeader,
+    startMs, endMs: performance.now(), detail,
+    ...(reconfigured === null ? {} : { variant: reconfigured.variant, forced: reconfigured.forced, snapshotInstalls: reconfigured.snapshotInstalls }),
+  };
   ctx.log(`fault ${detail}`);
   return event;
-}
-
-function hold(shared: SharedState, name: string, set: Set<string>): void {
-  set.add(name);
-  shared.busy.add(name);
-}
-
-function release(shared: SharedState, name: string, set: Set<string>): void {
-  set.delete(name);
-  shared.busy.delete(name);
-}
-
-/** Starts a member again, unless the test worker is ending (its clean-up just killed them all). */
-function startMember(ctx: FaultContext, name: string): void {
-  if (!endingAbnormally()) ctx.options.cluster.start(name);
 }
 
 const CRASH_LOG_TAIL_CHARS = 4000;
@@ -385,6 +393,7 @@ async function restoreAll(ctx: FaultContext): Promise<void> {
   shared.paused.clear();
   shared.down.clear();
   shared.busy.clear();
+  shared.reconfiguring = false;
   try {
     ctx.network?.heal();
   } catch {

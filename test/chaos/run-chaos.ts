@@ -80,6 +80,7 @@ function problemsOf(f: ChaosFigures, check: CheckResult): string[] {
   for (const c of f.nemesis.crashes) problems.push(`${c.member} exited on its own (${describeExit(c)})`);
   if (f.finalReads.ok < f.finalReads.keys) problems.push(`final reads: ${f.finalReads.ok} of ${f.finalReads.keys} keys answered after the last heal`);
   if (f.nemesis.slowRecoveries > 0) problems.push(`${f.nemesis.slowRecoveries} faults after which no leader was elected in time`);
+  problems.push(...f.nemesis.problems);
   if (f.workload.unexpected.length > 0) problems.push(`${f.workload.unexpected.length} answers the API does not allow`);
   const a = f.anomalies;
   if (a.lostWrites + a.staleReads + a.unexplainedReads > 0) problems.push(`${a.lostWrites} lost writes, ${a.staleReads} stale reads, ${a.unexplainedReads} unexplained reads`);
@@ -241,6 +242,12 @@ async function finalRead(url: string): Promise<FinalAnswer> {
   }
 }
 
+/** The snapshot nemesis's own count, when it ran: members brought back behind the compacted log, and those whose metrics show an install. */
+export function forcedSnapshots(f: ChaosFigures): string {
+  const s = f.nemesis.forcedSnapshots;
+  return s.forced === 0 ? '' : ` (${s.installed} of ${s.forced} forced by the nemesis)`;
+}
+
 /** One line per run, for logs and docs/chaos.md. */
 export function summarize(result: ChaosResult): string {
   const f = result.figures;
@@ -249,7 +256,7 @@ export function summarize(result: ChaosResult): string {
   const skipped = Object.entries(f.nemesis.skipped).map(([k, why]) => `${k} skipped: ${why}`).join('; ');
   const reasons = Object.entries(w.reasons).sort(([, a], [, b]) => b - a).slice(0, 5).map(([why, n]) => `${why} ${n}`).join(', ');
   return `${f.label} seed ${f.seed}: ${w.ops} ops (${w.byOutcome.ok} ok, ${w.byOutcome.fail} failed, ${w.byOutcome.unknown} unknown${reasons ? `; ${reasons}` : ''}), ` +
-    `snapshots: ${f.snapshots.compactions} compactions, ${f.snapshots.installs} installed by lagging members, ` +
+    `snapshots: ${f.snapshots.compactions} compactions, ${f.snapshots.installs} installed by lagging members${forcedSnapshots(f)}, ` +
     `faults: ${faults}${skipped ? ` (${skipped})` : ''}${f.nemesis.droppedPackets ? ` (${f.nemesis.droppedPackets} packets dropped)` : ''}, final reads ${f.finalReads.ok}/${f.finalReads.keys}, ` +
     `verdict ${result.check.verdict} (checked in ${Math.round(f.checkMs)} ms), ` +
     `anomalies: ${f.anomalies.lostWrites} lost writes, ${f.anomalies.staleReads} stale reads, ${f.anomalies.unexplainedReads} unexplained reads` +
