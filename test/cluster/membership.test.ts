@@ -90,4 +90,18 @@ test('join, promote, remove and transfer leadership while writes continue', { ti
   await writer;
   expect(writes).toBeGreaterThan(before);
   expect((await http('PUT', `${n4.client}/v1/kv/final`, { body: 'done' })).status).toBe(200);
+
+  // The leader removes itself: the change commits (with the followers' acknowledgements), the
+  // answer is 200 well inside the request timeout, and the leader steps down for the others.
+  const t0 = Date.now();
+  const selfRemoved = await http('DELETE', `${n4.client}/v1/cluster/members/n4`);
+  expect(selfRemoved.status, selfRemoved.body.toString('utf8')).toBe(200);
+  expect(Date.now() - t0).toBeLessThan(3000);
+  const rest = ['n1', 'n2', 'n3'].filter((n) => n !== victim);
+  const next = await c.waitForLeader(15_000);
+  expect(rest).toContain(next);
+  const remaining = (await http('GET', `${c.member(next).clientUrl}/v1/cluster/members`)).json<{ members: Array<{ name: string }> }>();
+  expect(remaining.members.map((m) => m.name).sort()).toEqual(rest.sort());
+  expect((await http('PUT', `${c.member(next).clientUrl}/v1/kv/after-self-removal`, { body: 'ok' })).status).toBe(200);
+  expect((await http('GET', `${n4.client}/v1/status`)).json<{ role: string }>().role).not.toBe('leader');
 });
