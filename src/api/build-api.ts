@@ -41,8 +41,10 @@ export function buildApi(service: KvService, options: ApiOptions): FastifyInstan
   });
   // Fastify refuses a Content-Type that is not a valid media type (415) before any parser runs;
   // values are bytes whatever the client calls them, so every body is read as octet-stream.
-  app.addHook('onRequest', async (request) => {
+  // Hooks on every request are callback-style: an async hook costs a promise and a microtask turn.
+  app.addHook('onRequest', (request, _reply, done) => {
     if (request.headers['content-type'] !== undefined) request.raw.headers['content-type'] = 'application/octet-stream';
+    done();
   });
   // Values are bytes with any Content-Type (or none): never parse, never refuse a media type.
   app.removeAllContentTypeParsers();
@@ -51,9 +53,10 @@ export function buildApi(service: KvService, options: ApiOptions): FastifyInstan
   app.setNotFoundHandler((request, reply) =>
     replyWithError(request, reply, new ApiError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)),
   );
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     service.observeHttp(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
   registerKvRoutes(app, service, options);
   registerListRoutes(app, service);

@@ -59,7 +59,11 @@ export interface KvService {
   readonly name: string;
   put(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult>;
   delete(key: string, options: WriteOptions): Promise<DeleteResult>;
-  get(key: string, consistency: 'linearizable' | 'stale'): Promise<KvRecord | null>;
+  /**
+   * A key's record, or null. May answer synchronously (a member answers a stale read at once, with
+   * no promise: the hot path); a linearizable read returns a promise.
+   */
+  get(key: string, consistency: 'linearizable' | 'stale'): KvRecord | null | Promise<KvRecord | null>;
   list(options: ListOptions, consistency: 'linearizable' | 'stale'): Promise<ListPage>;
   txn(txn: TxnInput): Promise<TxnOutcome>;
   grantLease(ttlSeconds: number): Promise<{ id: number; ttl: number }>;

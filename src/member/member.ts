@@ -417,9 +417,16 @@ export class Member implements KvService {
     return this.#watch.open(filter, fromRevision, sink);
   }
 
-  async get(key: string, consistency: 'linearizable' | 'stale'): Promise<KvRecord | null> {
-    await this.#readBarrier(consistency);
-    return this.#storage.get(key);
+  /**
+   * A stale read answers at once, synchronously, from this member's store; a linearizable one once
+   * its read index is applied. The hot path of the API, so #readBarrier's steps are inlined here.
+   */
+  get(key: string, consistency: 'linearizable' | 'stale'): KvRecord | null | Promise<KvRecord | null> {
+    if (this.#stopping) return Promise.reject(new ShuttingDownError());
+    if (consistency === 'stale') return this.#storage.getSync(key);
+    const wait = this.#reads.enqueue();
+    this.#schedule();
+    return wait.then(() => this.#storage.getSync(key));
   }
 
   async list(options: ListOptions, consistency: 'linearizable' | 'stale'): Promise<ListPage> {

@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { KvRecord } from '../../kv/kv-record.js';
 import type { ApiOptions } from '../build-api.js';
 import { writeOrForward } from '../forward.js';
 import { ApiError } from '../http-errors.js';
@@ -15,11 +16,22 @@ export function parseKey(rawUrl: string, maxKeyBytes: number): string {
   return parseKeyAfter(KV_PREFIX, rawUrl, maxKeyBytes);
 }
 
+const PLAIN_ASCII = /^[\x00-\x24\x26-\x7f]+$/;
+
+function keyTooLarge(n: number, maxKeyBytes: number): ApiError {
+  return new ApiError('KEY_TOO_LARGE', `Key is ${n} bytes; the limit is ${maxKeyBytes} (--max-key-bytes)`);
+}
+
 export function parseKeyAfter(routePrefix: string, rawUrl: string, maxKeyBytes: number): string {
   const q = rawUrl.indexOf('?');
   const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
   const encoded = path.slice(routePrefix.length);
   if (encoded.length === 0) throw new ApiError('INVALID_ARGUMENT', `The key is empty: use ${routePrefix}KEY`);
+  // The common case, ASCII without '%': nothing to decode, each character is one byte of the key.
+  if (PLAIN_ASCII.test(encoded)) {
+    if (encoded.length > maxKeyBytes) throw keyTooLarge(encoded.length, maxKeyBytes);
+    return encoded;
+  }
   const raw = Buffer.from(encoded, 'latin1');
   const out = Buffer.allocUnsafe(raw.length);
   let n = 0;
@@ -34,7 +46,7 @@ export function parseKeyAfter(routePrefix: string, rawUrl: string, maxKeyBytes: 
       out[n++] = c;
     }
   }
-  if (n > maxKeyBytes) throw new ApiError('KEY_TOO_LARGE', `Key is ${n} bytes; the limit is ${maxKeyBytes} (--max-key-bytes)`);
+  if (n > maxKeyBytes) throw keyTooLarge(n, maxKeyBytes);
   try {
     return utf8.decode(out.subarray(0, n));
   } catch {
@@ -83,19 +95,32 @@ function bodyBytes(body: unknown): Uint8Array {
   throw new ApiError('INVALID_ARGUMENT', 'Could not read the request body');
 }
 
+function isPromise<T>(x: T | Promise<T>): x is Promise<T> {
+  return x instanceof Promise;
+}
+
+/** A key's value as the body; its ETag (modRevision), createRevision and version as headers. */
+function sendRecord(reply: FastifyReply, key: string, record: KvRecord | null): void {
+  if (record === null) throw new ApiError('KEY_NOT_FOUND', `Key ${JSON.stringify(key)} not found`);
+  reply
+    .header('etag', `"${record.modRevision}"`)
+    .header('x-flotilla-create-revision', String(record.createRevision))
+    .header('x-flotilla-version', String(record.version))
+    .header('content-type', 'application/octet-stream')
+    .send(Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength));
+}
+
 export function registerKvRoutes(app: FastifyInstance, service: KvService, options: ApiOptions): void {
   const keyOf = (request: FastifyRequest) => parseKey(request.raw.url ?? '', options.maxKeyBytes);
 
-  app.get('/v1/kv/*', async (request, reply) => {
+  // The hottest route, so no async wrapper: a stale read (answered from this member's store at
+  // once) is sent without a promise. A thrown or rejected error reaches the error handler.
+  app.get('/v1/kv/*', (request, reply) => {
     const key = keyOf(request);
-    const record = await service.get(key, parseConsistency(request.query));
-    if (record === null) throw new ApiError('KEY_NOT_FOUND', `Key ${JSON.stringify(key)} not found`);
-    return reply
-      .header('etag', `"${record.modRevision}"`)
-      .header('x-flotilla-create-revision', String(record.createRevision))
-      .header('x-flotilla-version', String(record.version))
-      .header('content-type', 'application/octet-stream')
-      .send(Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength));
+    const found = service.get(key, parseConsistency(request.query));
+    if (isPromise(found)) return found.then((record) => sendRecord(reply, key, record));
+    sendRecord(reply, key, found);
+    return undefined;
   });
 
   app.put('/v1/kv/*', async (request, reply) => {
