@@ -19,7 +19,8 @@ const SERVE_HELP = `usage: flotilla serve --name NAME --data-dir DIR --listen-cl
                      [--advertise-client-url URL] [--initial-cluster n1=URL,n2=URL,... | --join CLIENT_URL]
                      [--heartbeat-interval MS] [--election-timeout MS] [--forward-to-leader]
                      [--max-key-bytes N] [--max-value-bytes N] [--request-timeout MS]
-                     [--snapshot-entries N] [--snapshot-catchup-entries N] [--log-level LEVEL]
+                     [--snapshot-entries N] [--snapshot-bytes N] [--snapshot-catchup-entries N]
+                     [--log-level LEVEL]
 Every flag can also come from the environment as FLOTILLA_<FLAG_IN_UPPER_SNAKE>.`;
 
 const CLIENT_COMMANDS = new Set(['get', 'put', 'del', 'list', 'watch', 'lock', 'elect']);

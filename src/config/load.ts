@@ -17,6 +17,7 @@ export const SERVE_FLAGS = {
   'max-value-bytes': 'maxValueBytes',
   'request-timeout': 'requestTimeoutMs',
   'snapshot-entries': 'snapshotEntries',
+  'snapshot-bytes': 'snapshotBytes',
   'snapshot-catchup-entries': 'snapshotCatchupEntries',
   'log-level': 'logLevel',
 } as const;

@@ -56,6 +56,12 @@ export const ServeConfig = z
     snapshotEntries: positiveInt.min(2).default(10_000),
     /** Entries kept after compaction so slightly slow followers catch up without a snapshot. */
     snapshotCatchupEntries: z.coerce.number().int().min(0).default(5000),
+    /**
+     * Or compact once the entries in the log hold this many bytes of data, whatever their count:
+     * big values would otherwise keep gigabytes in the log (and in memory) before 10,000 entries.
+     * The catch-up tail is then at most half of it.
+     */
+    snapshotBytes: positiveInt.min(1024).default(64 * 1024 * 1024),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine((c) => c.electionTimeoutMs >= 2 * c.heartbeatIntervalMs, {

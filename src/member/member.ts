@@ -298,12 +298,19 @@ export class Member implements KvService {
     this.#transport.send(plain);
   }
 
-  /** Past --snapshot-entries applied entries in the log, fold all but the catch-up tail away. */
+  /**
+   * Past --snapshot-entries applied entries in the log, or --snapshot-bytes of entries, fold all
+   * but the catch-up tail away (at most --snapshot-catchup-entries, and at most half of
+   * --snapshot-bytes).
+   */
   #maybeCompact(applied: number): void {
     if (this.#compacting) return;
     const first = this.#core.firstIndex();
-    if (applied - first + 1 < this.#config.snapshotEntries) return;
-    const index = applied - this.#config.snapshotCatchupEntries;
+    const byEntries = applied - first + 1 >= this.#config.snapshotEntries;
+    const byBytes = this.#core.logBytes() >= this.#config.snapshotBytes;
+    if (!byEntries && !byBytes) return;
+    let index = applied - this.#config.snapshotCatchupEntries;
+    if (byBytes) index = Math.max(index, this.#core.indexKeepingTailBytes(applied, Math.floor(this.#config.snapshotBytes / 2)));
     if (index < first) return;
     this.#compacting = true;
     this.#snapshots

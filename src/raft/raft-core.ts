@@ -338,6 +338,16 @@ export class RaftCore {
     return this.#log.firstIndex();
   }
 
+  /** Bytes of entry data held in memory (after the snapshot boundary). Cheap. */
+  logBytes(): number {
+    return this.#log.bytes();
+  }
+
+  /** Where to compact so that at most maxBytes of entries stay before `hi` (see RaftLog). */
+  indexKeepingTailBytes(hi: number, maxBytes: number): number {
+    return this.#log.indexKeepingTailBytes(hi, maxBytes);
+  }
+
   /** The role alone (cheap: no status object), as /v1/status would report it. */
   role(): Role {
     return this.#publicRole();

@@ -86,6 +86,21 @@ export class RaftLog {
     return out;
   }
 
+  /**
+   * The highest index i ≤ hi such that the entries (i, hi] hold at most maxBytes of data: compacting
+   * at i keeps a tail of at most maxBytes before hi. The snapshot index when the whole log fits.
+   */
+  indexKeepingTailBytes(hi: number, maxBytes: number): number {
+    let bytes = 0;
+    let i = Math.min(hi, this.lastIndex());
+    while (i > this.#snapshot.index) {
+      bytes += this.#entries[i - this.#snapshot.index - 1].data.byteLength;
+      if (bytes > maxBytes) return i;
+      i--;
+    }
+    return this.#snapshot.index;
+  }
+
   /** Leader path: append new entries at the end. */
   append(entries: readonly Entry[]): void {
     for (const e of entries) {
