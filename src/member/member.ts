@@ -39,6 +39,8 @@ export interface MemberOptions {
 /** Writes waiting for commit, and reads waiting for a read index, are bounded. */
 const MAX_PENDING_PROPOSALS = 50_000;
 const MAX_PENDING_READS = 50_000;
+/** How far (times the thresholds) the log may grow while compaction waits for a snapshot send. */
+const SNAPSHOT_HOLD_LIMIT = 10;
 /** Idle watches hear the current revision this often. */
 const WATCH_PROGRESS_INTERVAL_MS = 5000;
 /** Lease ids are random in [1, 2^48): unique enough, and exact as JSON numbers. */
@@ -311,6 +313,13 @@ export class Member implements KvService {
     if (!byEntries && !byBytes) return;
     let index = applied - this.#config.snapshotCatchupEntries;
     if (byBytes) index = Math.max(index, this.#core.indexKeepingTailBytes(applied, Math.floor(this.#config.snapshotBytes / 2)));
+    // Not past a snapshot still being sent (see SnapshotManager.compactionHold), unless the log
+    // has grown far past both thresholds meanwhile: then the follower takes another snapshot.
+    const hold = this.#snapshots.compactionHold();
+    const runaway =
+      applied - first + 1 >= SNAPSHOT_HOLD_LIMIT * this.#config.snapshotEntries ||
+      this.#core.logBytes() >= SNAPSHOT_HOLD_LIMIT * this.#config.snapshotBytes;
+    if (hold !== null && !runaway) index = Math.min(index, hold);
     if (index < first) return;
     this.#compacting = true;
     this.#snapshots

@@ -47,6 +47,13 @@ const IMAGE_REUSE_MS = 60_000;
 export class SnapshotManager {
   readonly #dir: string;
   readonly #uploading = new Set<NodeId>();
+  /**
+   * Per follower being sent a snapshot, the lowest index its image can have: the log after it must
+   * stay until the follower has installed the image and taken those entries, or it would need
+   * another snapshot at once, and another, for as long as writes keep coming (etcd pauses
+   * compaction during snapshot sends for the same reason).
+   */
+  readonly #holds = new Map<NodeId, number>();
   #image: { file: string; meta: SnapshotMeta; revision: number; createdAt: number } | null = null;
   #creating: Promise<{ file: string; meta: SnapshotMeta; revision: number }> | null = null;
   /** The upload being written to disk now, if any (at most one: a newer one supersedes it). */
@@ -74,6 +81,13 @@ export class SnapshotManager {
     });
   }
 
+  /** The highest index compaction may reach while snapshots are being sent; null when none are. */
+  compactionHold(): number | null {
+    let hold: number | null = null;
+    for (const index of this.#holds.values()) hold = hold === null ? index : Math.min(hold, index);
+    return hold;
+  }
+
   // ------------------------------------------------------------------ outgoing
 
   /** The core asked for a snapshot to `peer` (it is behind our compacted log). */
@@ -85,13 +99,19 @@ export class SnapshotManager {
       return;
     }
     this.#uploading.add(peer);
-    void this.#upload(peer, peerUrl, minIndex).finally(() => this.#uploading.delete(peer));
+    // The image will be taken at the applied index or later (or reused, if at least minIndex).
+    this.#holds.set(peer, Math.min(minIndex, this.deps.storage.appliedIndex));
+    void this.#upload(peer, peerUrl, minIndex).finally(() => {
+      this.#uploading.delete(peer);
+      this.#holds.delete(peer);
+    });
   }
 
   async #upload(peer: NodeId, peerUrl: string, minIndex: number): Promise<void> {
     const started = performance.now();
     try {
       const image = await this.#outgoingImage(minIndex);
+      this.#holds.set(peer, image.meta.index);
       this.deps.log.info({ peer, index: image.meta.index }, 'sending a snapshot');
       await uploadSnapshot({
         self: this.deps.self, selfClientUrl: this.deps.selfClientUrl, peerUrl, term: this.deps.term(),
