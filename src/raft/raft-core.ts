@@ -338,6 +338,11 @@ export class RaftCore {
     return this.#log.firstIndex();
   }
 
+  /** The last log index. Cheap. */
+  lastIndex(): number {
+    return this.#log.lastIndex();
+  }
+
   /** Bytes of entry data held in memory (after the snapshot boundary). Cheap. */
   logBytes(): number {
     return this.#log.bytes();
