@@ -322,7 +322,11 @@ export class Member implements KvService {
     // Not past a snapshot still being sent (see SnapshotManager.compactionHold), unless the log
     // has grown to SNAPSHOT_HOLD_LIMIT times --snapshot-bytes meanwhile: then the follower takes
     // another snapshot rather than this member running out of memory.
-    const hold = this.#snapshots.compactionHold();
+    const progress = this.#snapshots.holding() ? this.#core.status().progress : [];
+    const hold = this.#snapshots.compactionHold(
+      (peer) => progress.find((p) => p.id === peer)?.match ?? 0,
+      (match) => match >= applied - this.#config.snapshotCatchupEntries,
+    );
     const held = this.#core.logBytes() + (this.#core.lastIndex() - first + 1) * ENTRY_OVERHEAD_BYTES;
     const runaway = held >= SNAPSHOT_HOLD_LIMIT * this.#config.snapshotBytes;
     if (hold !== null && !runaway) index = Math.min(index, hold);

@@ -37,6 +37,8 @@ export interface SnapshotDeps {
 
 /** An outgoing image is reused for followers while it is this fresh (entries behind the log). */
 const IMAGE_REUSE_MS = 60_000;
+/** How long a follower that installed an image may hold compaction at its match index. */
+const POST_INSTALL_HOLD_MS = 120_000;
 
 /**
  * Log compaction and InstallSnapshot. Images are files under `<data-dir>/snapshots/`: an outgoing
@@ -53,7 +55,7 @@ export class SnapshotManager {
    * another snapshot at once, and another, for as long as writes keep coming (etcd pauses
    * compaction during snapshot sends for the same reason).
    */
-  readonly #holds = new Map<NodeId, number>();
+  readonly #holds = new Map<NodeId, { index: number; installedAt: number | null }>();
   #image: { file: string; meta: SnapshotMeta; revision: number; createdAt: number } | null = null;
   #creating: Promise<{ file: string; meta: SnapshotMeta; revision: number }> | null = null;
   /** The upload being written to disk now, if any (at most one: a newer one supersedes it). */
@@ -81,10 +83,32 @@ export class SnapshotManager {
     });
   }
 
-  /** The highest index compaction may reach while snapshots are being sent; null when none are. */
-  compactionHold(): number | null {
+  /** Whether any follower holds compaction (cheap). */
+  holding(): boolean {
+    return this.#holds.size > 0;
+  }
+
+  /**
+   * The highest index compaction may reach now; null when nothing holds it. A follower being sent
+   * an image holds it at the image's index; once it has installed the image, at its match index,
+   * until it is back within the catch-up tail (`caughtUp`) or POST_INSTALL_HOLD_MS have passed:
+   * the entries it needs next must still be there when it asks for them.
+   */
+  compactionHold(matchOf: (peer: NodeId) => number, caughtUp: (match: number) => boolean): number | null {
     let hold: number | null = null;
-    for (const index of this.#holds.values()) hold = hold === null ? index : Math.min(hold, index);
+    const now = performance.now();
+    for (const [peer, h] of this.#holds) {
+      let index = h.index;
+      if (h.installedAt !== null) {
+        const match = matchOf(peer);
+        if (caughtUp(match) || now - h.installedAt > POST_INSTALL_HOLD_MS) {
+          this.#holds.delete(peer);
+          continue;
+        }
+        index = Math.max(index, match);
+      }
+      hold = hold === null ? index : Math.min(hold, index);
+    }
     return hold;
   }
 
@@ -100,18 +124,26 @@ export class SnapshotManager {
     }
     this.#uploading.add(peer);
     // The image will be taken at the applied index or later (or reused, if at least minIndex).
-    this.#holds.set(peer, Math.min(minIndex, this.deps.storage.appliedIndex));
-    void this.#upload(peer, peerUrl, minIndex).finally(() => {
-      this.#uploading.delete(peer);
-      this.#holds.delete(peer);
-    });
+    this.#holds.set(peer, { index: Math.min(minIndex, this.deps.storage.appliedIndex), installedAt: null });
+    void this.#upload(peer, peerUrl, minIndex).then(
+      (index) => {
+        this.#uploading.delete(peer);
+        if (index === null) this.#holds.delete(peer);
+        else this.#holds.set(peer, { index, installedAt: performance.now() });
+      },
+      () => {
+        this.#uploading.delete(peer);
+        this.#holds.delete(peer);
+      },
+    );
   }
 
-  async #upload(peer: NodeId, peerUrl: string, minIndex: number): Promise<void> {
+  /** Resolves with the index of the image the follower installed, or null if it did not. */
+  async #upload(peer: NodeId, peerUrl: string, minIndex: number): Promise<number | null> {
     const started = performance.now();
     try {
       const image = await this.#outgoingImage(minIndex);
-      this.#holds.set(peer, image.meta.index);
+      this.#holds.set(peer, { index: image.meta.index, installedAt: null });
       this.deps.log.info({ peer, index: image.meta.index }, 'sending a snapshot');
       await uploadSnapshot({
         self: this.deps.self, selfClientUrl: this.deps.selfClientUrl, peerUrl, term: this.deps.term(),
@@ -124,9 +156,11 @@ export class SnapshotManager {
       });
       this.deps.log.info({ peer, index: image.meta.index, ms: Math.round(performance.now() - started) }, 'snapshot installed by follower');
       this.deps.reportSnapshot(peer, true);
+      return image.meta.index;
     } catch (err) {
       this.deps.log.warn({ peer, err: err instanceof Error ? err.message : String(err) }, 'snapshot to follower failed');
       this.deps.reportSnapshot(peer, false);
+      return null;
     }
   }
 
