@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, expect, test } from 'vitest';
-import { http, ProcessCluster } from '../support/process-cluster.js';
+import { http, metric, ProcessCluster } from '../support/process-cluster.js';
 
 /** Far more entries than this test writes: only the bytes threshold can trigger compaction. */
 const SNAPSHOT_ENTRIES = 100_000;
@@ -14,10 +14,9 @@ afterAll(async () => {
 });
 
 async function gauge(url: string, name: string): Promise<number> {
-  const body = (await http('GET', `${url}/metrics`)).body.toString('utf8');
-  const m = new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(body);
-  if (!m) throw new Error(`${name} missing from ${url}/metrics`);
-  return Number(m[1]);
+  const v = await metric(url, name);
+  if (v === null) throw new Error(`${name} missing from ${url}/metrics`);
+  return v;
 }
 
 function valueOf(i: number): string {

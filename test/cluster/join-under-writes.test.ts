@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from 'vitest';
-import { http, ProcessCluster, sleep } from '../support/process-cluster.js';
+import { http, metric, ProcessCluster, sleep } from '../support/process-cluster.js';
 
 /**
  * Compaction every few hundred entries, an image of several MiB, and writers that never stop: the
@@ -18,9 +18,7 @@ afterAll(async () => {
 });
 
 async function counter(url: string, name: string): Promise<number> {
-  const r = await http('GET', `${url}/metrics`).catch(() => null);
-  const m = r ? new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(r.body.toString('utf8')) : null;
-  return m ? Number(m[1]) : 0;
+  return (await metric(url, name)) ?? 0;
 }
 
 test('a member joining while writes continue installs one snapshot and becomes a voter', { timeout: 180_000 }, async () => {

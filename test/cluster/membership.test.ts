@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
-import { CLI, freePort, http, httpFollow, ProcessCluster, REPO, sleep } from '../support/process-cluster.js';
+import { CLI, freePort, http, httpFollow, ProcessCluster, REPO, sleep, waitFor } from '../support/process-cluster.js';
 
 let cluster: ProcessCluster | undefined;
 const extra: ChildProcess[] = [];
@@ -13,16 +13,6 @@ afterAll(async () => {
 
 interface MembersView {
   members: Array<{ name: string; peerUrl: string | null; clientUrl: string | null; voter: boolean }>;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await probe().catch(() => null);
-    if (v !== null) return v;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /**

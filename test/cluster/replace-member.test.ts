@@ -1,6 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, expect, test } from 'vitest';
-import { http, httpFollow, ProcessCluster, sleep } from '../support/process-cluster.js';
+import { http, httpFollow, ProcessCluster, sleep, waitFor } from '../support/process-cluster.js';
+
+/** How long each step of the replacement may take. */
+const WAIT_MS = 30_000;
 
 /** Concurrent writers, each writing its own keys, one after another. */
 const WRITERS = 4;
@@ -23,16 +26,6 @@ interface Ack {
   modRevision: number;
   sentAt: number;
   ackedAt: number;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await probe().catch(() => null);
-    if (v !== null) return v;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** A membership change answered 503 while another change is pending: ask again (bounded). */
@@ -136,7 +129,7 @@ test('a dead member is replaced by a new one without stopping writes', { timeout
   const view = await waitFor(`${NEW_MEMBER} to become a voter`, async () => {
     const m = (await http('GET', `${leaderUrl}/v1/cluster/members`)).json<MembersView>();
     return m.members.some((x) => x.name === NEW_MEMBER && x.voter) ? m : null;
-  });
+  }, WAIT_MS);
   mark(`${NEW_MEMBER} is a voter`);
   // Exactly three voters, the new member among them, as the leader and the new member see it.
   const expected = [leader, survivor, NEW_MEMBER].sort();
@@ -146,7 +139,7 @@ test('a dead member is replaced by a new one without stopping writes', { timeout
   await waitFor(`${NEW_MEMBER} to catch up`, async () => {
     const [l, n] = await Promise.all([c.status(leader), c.status(NEW_MEMBER)]);
     return l && n && n.role === 'follower' && n.appliedIndex >= l.commitIndex - 50 ? true : null;
-  });
+  }, WAIT_MS);
   mark(`${NEW_MEMBER} caught up`);
   const fromNew = (await http('GET', `${fresh.clientUrl}/v1/cluster/members`)).json<MembersView>();
   expect(fromNew.members.filter((m) => m.voter).map((m) => m.name).sort()).toEqual(expected);
@@ -175,7 +168,7 @@ test('a dead member is replaced by a new one without stopping writes', { timeout
   // Every acknowledged write is on the new member with its value and revision: stale reads of
   // its own state once it has applied everything, and linearizable reads.
   const commit = (await c.status(await c.waitForLeader()))!.commitIndex;
-  await waitFor(`${NEW_MEMBER} to apply ${commit}`, async () => ((await c.status(NEW_MEMBER))!.appliedIndex >= commit ? true : null));
+  await waitFor(`${NEW_MEMBER} to apply ${commit}`, async () => ((await c.status(NEW_MEMBER))!.appliedIndex >= commit ? true : null), WAIT_MS);
   for (const consistency of ['stale', 'linearizable'] as const) {
     const held = await listAll(fresh.clientUrl, 'w/', consistency);
     expect(held.size, consistency).toBe(acks.length);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, expect, test } from 'vitest';
-import { http, httpFollow, ProcessCluster, sleep } from '../support/process-cluster.js';
+import { http, httpFollow, metric, ProcessCluster, sleep } from '../support/process-cluster.js';
 
 /** Keys written while the lagging member is down, each with a value of VALUE_BYTES. */
 const WRITES = 3000;
@@ -146,11 +146,8 @@ async function stateHash(url: string): Promise<{ hash: string; keys: number }> {
   return { hash: h.digest('hex'), keys };
 }
 
-/** A counter from a member's GET /metrics (0 if the member does not answer). */
 async function counter(url: string, name: string): Promise<number> {
-  const r = await http('GET', `${url}/metrics`).catch(() => null);
-  const m = r ? new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(r.body.toString('utf8')) : null;
-  return m ? Number(m[1]) : 0;
+  return (await metric(url, name)) ?? 0;
 }
 
 function valueOf(i: number): string {

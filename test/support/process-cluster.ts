@@ -51,6 +51,24 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Polls `probe` every 100 ms until it gives something other than null (a throw counts as null). */
+export async function waitFor<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = await probe().catch(() => null);
+    if (v !== null) return v;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A metric without labels from a member's GET /metrics; null if it is absent or the member does not answer. */
+export async function metric(clientUrl: string, name: string): Promise<number | null> {
+  const r = await http('GET', `${clientUrl}/metrics`).catch(() => null);
+  const m = r ? new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(r.body.toString('utf8')) : null;
+  return m ? Number(m[1]) : null;
+}
+
 export interface HttpResult {
   status: number;
   headers: Record<string, string | string[] | undefined>;
