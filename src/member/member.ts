@@ -322,9 +322,8 @@ export class Member implements KvService {
     // Not past a snapshot still being sent (see SnapshotManager.compactionHold), unless the log
     // has grown to SNAPSHOT_HOLD_LIMIT times --snapshot-bytes meanwhile: then the follower takes
     // another snapshot rather than this member running out of memory.
-    const progress = this.#snapshots.holding() ? this.#core.status().progress : [];
     const hold = this.#snapshots.compactionHold(
-      (peer) => progress.find((p) => p.id === peer)?.match ?? 0,
+      (peer) => this.#core.matchOf(peer),
       (match) => match >= applied - this.#config.snapshotCatchupEntries,
     );
     const held = this.#core.logBytes() + (this.#core.lastIndex() - first + 1) * ENTRY_OVERHEAD_BYTES;
@@ -445,14 +444,12 @@ export class Member implements KvService {
 
   /**
    * A stale read answers at once, synchronously, from this member's store; a linearizable one once
-   * its read index is applied. The hot path of the API, so #readBarrier's steps are inlined here.
+   * its read index is applied. The hot path of the API: no async wrapper.
    */
   get(key: string, consistency: 'linearizable' | 'stale'): KvRecord | null | Promise<KvRecord | null> {
     if (this.#stopping) return Promise.reject(new ShuttingDownError());
     if (consistency === 'stale') return this.#storage.getSync(key);
-    const wait = this.#reads.enqueue();
-    this.#schedule();
-    return wait.then(() => this.#storage.getSync(key));
+    return this.#confirmRead().then(() => this.#storage.getSync(key));
   }
 
   async list(options: ListOptions, consistency: 'linearizable' | 'stale'): Promise<ListPage> {
@@ -464,9 +461,14 @@ export class Member implements KvService {
   async #readBarrier(consistency: 'linearizable' | 'stale'): Promise<void> {
     if (this.#stopping) throw new ShuttingDownError();
     if (consistency === 'stale') return;
+    await this.#confirmRead();
+  }
+
+  /** Joins the next ReadIndex round; resolves once its index is applied here. */
+  #confirmRead(): Promise<void> {
     const wait = this.#reads.enqueue();
     this.#schedule();
-    await wait;
+    return wait;
   }
 
   async #propose(command: Command): Promise<ApplyResult> {

@@ -83,11 +83,6 @@ export class SnapshotManager {
     });
   }
 
-  /** Whether any follower holds compaction (cheap). */
-  holding(): boolean {
-    return this.#holds.size > 0;
-  }
-
   /**
    * The highest index compaction may reach now; null when nothing holds it. A follower being sent
    * an image holds it at the image's index; once it has installed the image, at its match index,

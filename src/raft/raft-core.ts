@@ -338,6 +338,11 @@ export class RaftCore {
     return this.#log.firstIndex();
   }
 
+  /** A member's match index as the leader tracks it (0 when not tracked). Cheap. */
+  matchOf(peer: NodeId): number {
+    return this.#progress.get(peer)?.match ?? 0;
+  }
+
   /** The last log index. Cheap. */
   lastIndex(): number {
     return this.#log.lastIndex();

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Message, NodeId } from '../raft/types.js';
 import { CodecError, decodeBatch } from './codec.js';
 import { PEER_HEADERS, PEER_MESSAGES_PATH } from './peer-client.js';
-import { acceptPeerStreams } from './peer-stream.js';
+import { acceptPeerStreams, deliverBatch } from './peer-stream.js';
 import { SNAPSHOT_CONTENT_TYPE, SNAPSHOT_HEADERS, SNAPSHOT_OFFSET_PATH, SNAPSHOT_PATH } from './snapshot-transfer.js';
 
 /** Where an incoming snapshot stands, named by the leader's term and the image's boundary. */
@@ -94,9 +94,7 @@ export function buildPeerApp(handler: PeerHandler, logger: FastifyBaseLogger): F
       handler.rejected(message);
       return reply.code(400).send({ error: { code: 'BAD_PEER_MESSAGE', message } });
     }
-    const mine = messages.filter((m) => m.to === handler.self && m.from === from);
-    if (mine.length !== messages.length) handler.rejected('message for another member or from an impostor');
-    handler.receive(from, typeof clientUrl === 'string' ? clientUrl : undefined, mine);
+    deliverBatch(handler, from, typeof clientUrl === 'string' ? clientUrl : undefined, messages);
     return reply.code(204).send();
   });
   return app;

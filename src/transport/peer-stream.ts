@@ -96,6 +96,16 @@ export interface StreamHandler {
   rejected(reason: string): void;
 }
 
+/**
+ * Hands a decoded batch to the handler, keeping only messages from `from` to this member (the
+ * rest are counted as rejected): the same rule for a stream frame and a POSTed batch.
+ */
+export function deliverBatch(handler: StreamHandler, from: NodeId, clientUrl: string | undefined, messages: readonly Message[]): void {
+  const mine = messages.filter((m) => m.to === handler.self && m.from === from);
+  if (mine.length !== messages.length) handler.rejected('message for another member or from an impostor');
+  if (mine.length > 0) handler.receive(from, clientUrl, mine);
+}
+
 export interface StreamHeaders {
   readonly from: string;
   readonly clientUrl: string;
@@ -145,9 +155,7 @@ export function acceptPeerStreams(server: Server, handler: StreamHandler, header
           socket.destroy();
           return;
         }
-        const mine = messages.filter((m) => m.to === handler.self && m.from === from);
-        if (mine.length !== messages.length) handler.rejected('message for another member or from an impostor');
-        if (mine.length > 0) handler.receive(from, clientUrl, mine);
+        deliverBatch(handler, from, clientUrl, messages);
       }
     };
     if (head.length > 0) onData(head);
