@@ -35,7 +35,7 @@ export class MemberMetrics {
       name: 'flotilla_proposal_seconds', help: 'From proposing a write to applying it', buckets: LATENCY_BUCKETS_S, registers: [r],
     });
     this.persistSeconds = new Histogram({
-      name: 'flotilla_fsync_seconds', help: 'Duration of one synced LevelDB batch (log, hard state and applied writes)', buckets: LATENCY_BUCKETS_S, registers: [r],
+      name: 'flotilla_fsync_seconds', help: 'Duration of one durable persist: the write-ahead log write (entries, term, vote) with the LevelDB batch applying committed entries', buckets: LATENCY_BUCKETS_S, registers: [r],
     });
     this.readyBatchEntries = new Histogram({
       name: 'flotilla_ready_entries', help: 'Log entries persisted per Ready (group commit size)', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096], registers: [r],

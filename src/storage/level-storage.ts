@@ -1,21 +1,24 @@
 /**
- * Everything a member keeps durable, in one LevelDB: the Raft log, the hard state, the snapshot
- * boundary, and the key-value state machine with its applied index and revision.
+ * Everything a member keeps durable: the Raft log and hard state in the write-ahead log
+ * (`<dataDir>/wal/`, wal.ts), and in one LevelDB (`<dataDir>/db`) the snapshot boundary and the
+ * key-value state machine with its applied index and revision.
  *
- * `persist` writes all of a Ready's effects in ONE atomic, optionally fsynced batch: new entries,
- * the hard state, and the application of its committed entries (keys, leases, the lease index,
- * the watch history, appliedIndex, revision).
- * So a crash at any instant leaves either the state before the Ready or the state after it, a
- * restart resumes exactly, and one fsync covers many entries (group commit).
+ * `persist` carries out a Ready: the new entries and a changed term or vote go to the write-ahead
+ * log in one durable write; the committed entries are applied to LevelDB in ONE atomic batch
+ * (keys, leases, the lease index, the watch history, appliedIndex, revision), not synced: after a
+ * crash, load() finds LevelDB at some applied index, whole, and the Raft core replays the logged
+ * entries after it. LevelDB is synced once a second and whenever the snapshot boundary moves, and
+ * only then may the log's segments before the boundary go. One log write covers every entry of a
+ * Ready (group commit).
  *
- * Layout (sublevels of the one database under `<dataDir>/db`; encodings in level-format.ts and
- * kv/kv-record.ts):
- *   log  u64 index -> crc32, term, type, data
- *   meta 'hardState' | 'snapshot' | 'applied' -> small binary records
+ * Layout (sublevels of the database; encodings in level-format.ts and kv/kv-record.ts):
+ *   meta 'snapshot' | 'applied' -> small binary records
  *   kv   UTF-8 key bytes -> createRevision, modRevision, version, lease, value
  *   leases      u64 lease id -> ttlSeconds
  *   lease-keys  u64 lease id ++ UTF-8 key bytes -> empty: exactly the keys whose lease field is set
  *   history     u64 revision -> the watch events of that revision, values included
+ *   log, meta 'hardState': where an older flotilla kept the log; load() moves them to the
+ *        write-ahead log
  *
  * State-machine images (snapshot-image.ts): `writeImage` streams the state-machine sublevels, read
  * from one LevelDB snapshot, into a checksummed file; `installImage` replaces the state machine
@@ -26,11 +29,12 @@
  * (generation 0 has the plain names, generation g > 0 `kv-g<g>` and so on; meta 'generation' names
  * the live one). An install writes an 'installing' marker, fills generation g + 1 beside the live
  * one in bounded batches, and then switches in ONE synced batch: generation, snapshot boundary,
- * applied index, revision, compactRevision, hard state commit, the log entries it covers, and a
- * 'retired' marker for generation g, whose sublevels are cleared afterwards. A crash before the
- * switch leaves the old state machine, log and hard state exactly as they were (load() clears the
- * half-filled generation: the leader simply sends the image again); a crash after it leaves the
- * new state (load() finishes clearing the old generation). Reads meanwhile see the old state,
+ * applied index, revision, compactRevision, and a 'retired' marker for generation g, whose
+ * sublevels are cleared afterwards; a reset record in the write-ahead log then drops the entries
+ * the image covers. A crash before the switch leaves the old state machine and log exactly as they
+ * were (load() clears the half-filled generation: the leader simply sends the image again); a
+ * crash after it leaves the new state (load() finishes clearing the old generation, and applies
+ * the reset's rule itself if the record was not written yet). Reads meanwhile see the old state,
  * then the new one, never a mix: reads at a LevelDB snapshot take the generation from it, and
  * point reads finish before the old generation is cleared.
  *
@@ -106,6 +110,7 @@ import {
   type ImageRecordKind,
   IMAGE_RECORD_KINDS,
 } from './snapshot-image.js';
+import { removeWal, Wal, type WalContents, type WalOptions } from './wal.js';
 
 /** The most keys one `list` call may return. */
 export const MAX_LIST_LIMIT = 10_000;
@@ -138,6 +143,8 @@ export interface LevelStorageOptions {
   readonly cacheSizeBytes?: number;
   /** How many of the most recent revisions keep their watch history (default 10,000; at least 1). */
   readonly historyRetention?: number;
+  /** The size of a write-ahead log segment file (default WAL_SEGMENT_BYTES; tests use small ones). */
+  readonly walSegmentBytes?: number;
 }
 
 export interface LeaseInfo {
@@ -251,20 +258,26 @@ export class LevelStorage {
   /** The live generation of the state machine; replaced only by an install. */
   #levels: StateLevels;
   readonly #historyRetention: number;
+  readonly #walOptions: WalOptions;
   /** Set by load() or bootstrap(); persist needs it. */
   #state: LogState | null = null;
   #counters: AppliedState = { appliedIndex: 0, revision: 0, compactRevision: 0 };
   /** How many leases exist: counted by load(), then moved by each persist (MAX_LEASES is checked at apply). */
   #leaseCount = 0;
   #persisting = false;
+  /** The Raft log and hard state; open from load(), bootstrap() or restoreImage() on. */
+  #wal: Wal | null = null;
+  /** When the state machine's LevelDB writes were last synced (performance.now()). */
+  #stateSyncedAt = 0;
   /** installImage, restoreImage or compactLog in progress (they exclude persist and each other). */
   #busy: string | null = null;
   /** Clearing a retired generation and compacting its key ranges, in the background. */
   #reclaiming: Promise<void> = Promise.resolve();
   #closing = false;
 
-  private constructor(dataDir: string, db: Db, historyRetention: number) {
+  private constructor(dataDir: string, db: Db, historyRetention: number, walOptions: WalOptions) {
     this.#dataDir = dataDir;
+    this.#walOptions = walOptions;
     this.#db = db;
     this.#historyRetention = historyRetention;
     this.#log = openSublevel<Buffer>(db, 'log', 'buffer');
@@ -298,7 +311,7 @@ export class LevelStorage {
     await mkdir(dataDir, { recursive: true });
     const db: Db = new Level<Buffer, Buffer>(join(dataDir, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
     await db.open(options.cacheSizeBytes === undefined ? {} : { cacheSize: options.cacheSizeBytes });
-    return new LevelStorage(dataDir, db, retention);
+    return new LevelStorage(dataDir, db, retention, options.walSegmentBytes === undefined ? {} : { segmentBytes: options.walSegmentBytes });
   }
 
   /** The last entry applied to the key-value state (0 before load()). */
@@ -331,28 +344,91 @@ export class LevelStorage {
    * (and the index, for a bad entry) when anything does not decode or fit together.
    */
   async load(): Promise<PersistedState | null> {
-    const metaKeys = [HARD_STATE_KEY, SNAPSHOT_KEY, APPLIED_KEY];
     await this.#recoverGenerations();
-    const [hardStateBytes, snapshotBytes, appliedBytes] = await this.#meta.getMany(metaKeys);
-    if (hardStateBytes === undefined) {
+    const [legacyHardState, snapshotBytes, appliedBytes] = await this.#meta.getMany([HARD_STATE_KEY, SNAPSHOT_KEY, APPLIED_KEY]);
+    if (legacyHardState !== undefined) await this.#migrateLegacyLog(legacyHardState, snapshotBytes);
+    const { wal, contents } = await this.#openWal();
+    if (snapshotBytes === undefined) {
+      if (contents.any) throw this.#corrupt('the write-ahead log holds records but the state machine has no snapshot record');
       await this.#assertPristine();
+      await wal.dropTornTail();
       return null;
     }
-    if (snapshotBytes === undefined || appliedBytes === undefined) {
-      throw this.#corrupt('the meta records are incomplete');
-    }
-    const hardState = decodeHardState(hardStateBytes, this.#failFor('hard state'));
+    if (appliedBytes === undefined) throw this.#corrupt('the meta records are incomplete');
     const snapshot = decodeSnapshotMeta(snapshotBytes, this.#failFor('snapshot meta'));
     const applied = decodeApplied(appliedBytes, this.#failFor('applied state'));
-    const entries = await this.#loadEntries(snapshot.index);
+    let hardState = contents.hardState;
+    // bootstrap() writes the state machine's records first: a crash before its first log write
+    // leaves them with no log, which is still the initial state. Anything later is a lost log.
+    const unlogged = hardState === null;
+    if (hardState === null) {
+      if (snapshot.index !== 0 || applied.appliedIndex !== 0) throw this.#corrupt('the write-ahead log (wal/) is missing');
+      hardState = INITIAL_HARD_STATE;
+    }
+    let { entries, after } = contents;
+    // Raft's InstallSnapshot rule again, for a crash between an install's switch and its reset
+    // record: an entry at the boundary with another term means every entry after it goes.
+    const atBoundary = entries[snapshot.index - after - 1];
+    const mismatch = snapshot.index > after && atBoundary !== undefined && atBoundary.term !== snapshot.term;
+    if (mismatch) {
+      entries = [];
+      after = snapshot.index;
+    }
+    if (after < snapshot.index) {
+      entries = entries.slice(Math.min(entries.length, snapshot.index - after));
+      after = snapshot.index;
+    }
+    if (after !== snapshot.index) throw this.#corrupt(`log entry ${after + 1} found where ${snapshot.index + 1} belongs`);
+    wal.forget(snapshot.index);
     const lastIndex = snapshot.index + entries.length;
     if (applied.appliedIndex < snapshot.index || applied.appliedIndex > lastIndex) {
       throw this.#corrupt(`applied index ${applied.appliedIndex} is outside the log [${snapshot.index}, ${lastIndex}]`);
     }
+    await wal.dropTornTail();
+    if (unlogged) await wal.append(hardState, []);
+    if (mismatch) await wal.reset(snapshot.index, snapshot.term, false);
+    // Commit moves without a sync (it is not written on its own); what was applied was committed.
+    if (hardState.commit < applied.appliedIndex) hardState = { ...hardState, commit: applied.appliedIndex };
     this.#state = { hardState, snapshot, lastIndex };
     this.#counters = applied;
     this.#leaseCount = await this.#countLeases();
     return { hardState, snapshot, entries, applied: applied.appliedIndex, revision: applied.revision };
+  }
+
+  /**
+   * A data dir written before the write-ahead log kept its Raft log and hard state in LevelDB:
+   * copies them into a new write-ahead log, then deletes them from LevelDB. A crash midway leaves
+   * the LevelDB copy, so the next load starts the copy over.
+   */
+  async #migrateLegacyLog(hardStateBytes: Buffer, snapshotBytes: Buffer | undefined): Promise<void> {
+    const hardState = decodeHardState(hardStateBytes, this.#failFor('hard state'));
+    if (snapshotBytes === undefined) throw this.#corrupt('the meta records are incomplete');
+    const snapshot = decodeSnapshotMeta(snapshotBytes, this.#failFor('snapshot meta'));
+    const entries = await this.#loadEntries(snapshot.index);
+    await this.#wal?.close();
+    this.#wal = null;
+    await removeWal(this.#walDir);
+    const { wal } = await Wal.open(this.#walDir, this.#walOptions);
+    try {
+      if (snapshot.index > 0) await wal.reset(snapshot.index, snapshot.term, true);
+      await wal.append(hardState, entries);
+    } finally {
+      await wal.close();
+    }
+    await this.#log.clear();
+    await this.#db.batch([{ type: 'del', sublevel: this.#meta, key: HARD_STATE_KEY }], { sync: true });
+  }
+
+  /** Opens (replays) the write-ahead log, once. */
+  async #openWal(): Promise<{ wal: Wal; contents: WalContents }> {
+    assert(this.#wal === null, 'the write-ahead log is open already');
+    const opened = await Wal.open(this.#walDir, this.#walOptions);
+    this.#wal = opened.wal;
+    return opened;
+  }
+
+  get #walDir(): string {
+    return join(this.#dataDir, 'wal');
   }
 
   /**
@@ -362,20 +438,22 @@ export class LevelStorage {
    */
   async bootstrap(config: ConfigState): Promise<PersistedState> {
     assert(this.#state === null, 'bootstrap: state already loaded');
-    const existing = await this.#meta.get(HARD_STATE_KEY);
-    assert(existing === undefined, `bootstrap: ${this.#dataDir} already holds Raft state`);
+    const wal = this.#wal ?? (await this.#openWal()).wal;
+    const existing = await this.#meta.get(SNAPSHOT_KEY);
+    assert(existing === undefined && wal.lastIndex === 0, `bootstrap: ${this.#dataDir} already holds Raft state`);
     await this.#assertPristine();
-    const hardState: HardState = { term: 0, vote: null, commit: 0 };
+    await wal.dropTornTail();
+    const hardState: HardState = INITIAL_HARD_STATE;
     const snapshot: SnapshotMeta = { index: 0, term: 0, config };
     const applied: AppliedState = { appliedIndex: 0, revision: 0, compactRevision: 0 };
     await this.#db.batch(
       [
-        { type: 'put', sublevel: this.#meta, key: HARD_STATE_KEY, value: encodeHardState(hardState) },
         { type: 'put', sublevel: this.#meta, key: SNAPSHOT_KEY, value: encodeSnapshotMeta(snapshot) },
         { type: 'put', sublevel: this.#meta, key: APPLIED_KEY, value: encodeApplied(applied) },
       ],
       { sync: true },
     );
+    await wal.append(hardState, []);
     this.#state = { hardState, snapshot, lastIndex: 0 };
     this.#counters = applied;
     this.#leaseCount = 0;
@@ -383,18 +461,18 @@ export class LevelStorage {
   }
 
   /**
-   * Carries out step 1 and the key-value part of step 3 of a Ready, as one atomic batch (fsynced
-   * when `ready.mustSync`):
+   * Carries out step 1 and the key-value part of step 3 of a Ready (see the file comment):
    *  - `snapshot`: stores the boundary and drops the entries it covers; if the stored entry at its
    *    index has another term, the whole log is dropped (Raft's InstallSnapshot rule). Installing
-   *    the key-value image is not supported yet, so a snapshot beyond appliedIndex throws before
-   *    anything is written;
-   *  - `entries`: written after removing every stored entry at or after `entries[0].index`;
-   *  - `hardState`, if set;
+   *    the key-value image goes through installImage, so a snapshot beyond appliedIndex throws
+   *    before anything is written;
+   *  - `entries`: logged durably, replacing every stored entry at or after `entries[0].index`;
+   *  - `hardState`: logged durably when its term or vote changed (commit alone is not written);
    *  - `committed`: applied to the key-value state (keys, leases, lease index, watch history and
-   *    its retention), with appliedIndex and revision.
-   * Returns one result per committed entry, in order. Call it for one Ready at a time; get() and
-   * list() may run meanwhile and see the state before or after the batch, never half of it.
+   *    its retention), with appliedIndex and revision, in one LevelDB batch.
+   * Returns one result per committed entry, in order, once both writes are done. Call it for one
+   * Ready at a time; get() and list() may run meanwhile and see the state before or after the
+   * batch, never half of it.
    * Throws CorruptDataError, writing nothing, if a committed entry is not a known command.
    */
   async persist(ready: Ready): Promise<ApplyResult[]> {
@@ -529,6 +607,8 @@ export class LevelStorage {
   async close(): Promise<void> {
     this.#closing = true;
     await this.#reclaiming;
+    await this.#wal?.close();
+    this.#wal = null;
     await this.#db.close();
   }
 
@@ -591,10 +671,10 @@ export class LevelStorage {
    * they are read; only once the whole image checked out (every block's CRC, the counts, the
    * SHA-256, each record decodes, history is contiguous) does ONE synced batch switch to it and
    * store: the image's boundary as the snapshot; applied index = boundary index; its revision and
-   * compactRevision; the hard state's commit raised to the boundary (term and vote kept); and the
-   * log without every entry up to the boundary, keeping the entries after it only if the stored
-   * entry at the boundary has the boundary's term (else the whole log goes: Raft's rule). The old
-   * generation is then cleared in the background.
+   * compactRevision. Then the write-ahead log drops every entry up to the boundary, keeping the
+   * entries after it only if the stored entry at the boundary has the boundary's term (else the
+   * whole log goes: Raft's rule), and the hard state's commit is raised to the boundary (term and
+   * vote kept). The old generation is then cleared in the background.
    *
    * A bad image throws CorruptDataError and changes nothing; an image not past the applied index
    * throws InvalidArgumentError. Call it between Readies, like persist (never beside persist or
@@ -611,16 +691,17 @@ export class LevelStorage {
         if (meta.index <= applied) {
           throw new InvalidArgumentError(`Snapshot image ${file} is at index ${meta.index}, not past the applied index ${applied}`);
         }
-        const keepLog = await this.#snapshotKeepsLog(state, meta);
+        const keepLog = this.#snapshotKeepsLog(state, meta);
+        // Commit is not written on its own: load() raises it to the applied index.
         const hardState = state.hardState.commit >= meta.index ? state.hardState : { ...state.hardState, commit: meta.index };
         const ops: BatchOps = [];
-        const snapshot = this.#snapshotOps(ops, state, meta, keepLog);
+        const snapshot = this.#snapshotOps(ops, state, meta);
         const counters: AppliedState = { appliedIndex: meta.index, revision, compactRevision };
-        ops.push(
-          { type: 'put', sublevel: this.#meta, key: HARD_STATE_KEY, value: encodeHardState(hardState) },
-          { type: 'put', sublevel: this.#meta, key: APPLIED_KEY, value: encodeApplied(counters) },
-        );
+        ops.push({ type: 'put', sublevel: this.#meta, key: APPLIED_KEY, value: encodeApplied(counters) });
         const info = await this.#installGeneration(reader, false, ops);
+        // After the switch: a crash before this record is covered by load() (the same rule).
+        await this.#wal!.reset(meta.index, meta.term, keepLog);
+        this.#stateSyncedAt = performance.now();
         this.#state = { hardState, snapshot, lastIndex: keepLog ? state.lastIndex : meta.index };
         this.#counters = counters;
         this.#leaseCount = info.counts.lease;
@@ -645,10 +726,13 @@ export class LevelStorage {
     return this.#exclusively('restoreImage', async () => {
       assert(this.#state === null, 'restoreImage: state already loaded');
       await this.#recoverGenerations();
-      if ((await this.#meta.get(HARD_STATE_KEY)) !== undefined) {
+      const wal = this.#wal ?? (await this.#openWal()).wal;
+      const held = await this.#meta.getMany([HARD_STATE_KEY, SNAPSHOT_KEY]);
+      if (held.some((value) => value !== undefined) || wal.lastIndex !== 0 || wal.hardState.term !== 0) {
         throw new InvalidArgumentError(`${this.#dataDir} already holds Raft state: restore needs an empty data dir`);
       }
       await this.#assertPristine();
+      await wal.dropTornTail();
       const reader = await ImageReader.open(file);
       try {
         const { meta: imageMeta, revision, compactRevision } = reader.header;
@@ -656,10 +740,11 @@ export class LevelStorage {
         const snapshot: SnapshotMeta = { index: imageMeta.index, term: imageMeta.term, config };
         const counters: AppliedState = { appliedIndex: imageMeta.index, revision, compactRevision };
         const info = await this.#installGeneration(reader, true, [
-          { type: 'put', sublevel: this.#meta, key: HARD_STATE_KEY, value: encodeHardState(hardState) },
           { type: 'put', sublevel: this.#meta, key: SNAPSHOT_KEY, value: encodeSnapshotMeta(snapshot) },
           { type: 'put', sublevel: this.#meta, key: APPLIED_KEY, value: encodeApplied(counters) },
         ]);
+        await wal.reset(imageMeta.index, imageMeta.term, false);
+        await wal.append(hardState, []);
         this.#state = { hardState, snapshot, lastIndex: imageMeta.index };
         this.#counters = counters;
         this.#leaseCount = info.counts.lease;
@@ -671,8 +756,9 @@ export class LevelStorage {
   }
 
   /**
-   * Log compaction: stores `meta` as the snapshot boundary and deletes the log entries up to
-   * meta.index, in one synced batch. meta.index must be applied (the state machine holds those
+   * Log compaction: stores `meta` as the snapshot boundary, in a synced batch (which makes every
+   * earlier state-machine write durable too), and then deletes the write-ahead log's segments whose
+   * entries all lie at or below meta.index. meta.index must be applied (the state machine holds those
    * entries' effects) and the stored entry there must have meta.term. A boundary at or below the
    * current one changes nothing (an install may have moved past it). After it, load() returns
    * `meta` and only the entries after it. Call it between Readies, like persist.
@@ -684,15 +770,17 @@ export class LevelStorage {
       const applied = this.#counters.appliedIndex;
       assert(meta.index <= applied, `compactLog: boundary ${meta.index} is past the applied index ${applied}`);
       if (meta.index <= state.snapshot.index) return;
-      const stored = await this.#log.get(logKey(meta.index));
-      assert(
-        stored !== undefined && logEntryTerm(stored) === meta.term,
-        `compactLog: the stored entry at ${meta.index} is not of term ${meta.term}`,
-      );
+      const wal = this.#wal!;
+      const term = wal.termAt(meta.index);
+      assert(term === meta.term, `compactLog: the stored entry at ${meta.index} is not of term ${meta.term} (${term})`);
+      // Synced: it makes every state-machine write before it durable too, so the log up to the
+      // boundary can go.
       const ops: BatchOps = [];
-      const snapshot = this.#snapshotOps(ops, state, meta, true);
-      await this.#writeBatch(ops, true); // thousands of deletes: the fast path too
+      const snapshot = this.#snapshotOps(ops, state, meta);
+      await this.#writeBatch(ops, true);
+      this.#stateSyncedAt = performance.now();
       this.#state = { ...state, snapshot };
+      await wal.releaseThrough(meta.index);
     });
   }
 
@@ -827,13 +915,10 @@ export class LevelStorage {
 
   async #persist(state: LogState, ready: Ready): Promise<ApplyResult[]> {
     checkReady(state, this.#counters, ready);
+    const wal = this.#wal!;
     const plan = planApply(ready.committed, this.#counters.appliedIndex);
-    // The reads the batch depends on, in parallel: the keys and leases its commands name (and the
-    // keys attached to leases it revokes), and the log entry a snapshot boundary must match.
-    const [stored, keepLog] = await Promise.all([
-      this.#readForApply(plan),
-      this.#snapshotKeepsLog(state, ready.snapshot),
-    ]);
+    const stored = await this.#readForApply(plan);
+    const keepLog = this.#snapshotKeepsLog(state, ready.snapshot);
     if (ready.snapshot !== null && !keepLog) {
       // A boundary that does not match our log, below what we applied, contradicts applied history.
       const { index, term } = ready.snapshot;
@@ -842,15 +927,43 @@ export class LevelStorage {
     }
     const outcome = runApply(plan, { ...stored, leaseCount: this.#leaseCount }, this.#counters);
     const ops: BatchOps = [];
-    const snapshot = this.#snapshotOps(ops, state, ready.snapshot, keepLog);
-    const lastIndex = this.#entryOps(ops, snapshot.index, keepLog ? state.lastIndex : snapshot.index, ready.entries);
-    if (ready.hardState !== null) {
-      ops.push({ type: 'put', sublevel: this.#meta, key: HARD_STATE_KEY, value: encodeHardState(ready.hardState) });
-    }
+    const snapshot = this.#snapshotOps(ops, state, ready.snapshot);
     const applied = ready.committed.length > 0 ? this.#applyOps(ops, outcome) : this.#counters;
-    if (ops.length > 0) await this.#writeBatch(ops, ready.mustSync);
-    // Only now, with the batch durable (or at least visible), do the in-memory counters move.
-    this.#state = { hardState: ready.hardState ?? state.hardState, snapshot, lastIndex };
+    // The log side: new entries, and the hard state when its term or vote moved (commit alone is
+    // never written: load() recovers it from the applied index). One durable write.
+    const hs = ready.hardState;
+    const logged = wal.hardState;
+    const hardState = hs !== null && (hs.term !== logged.term || hs.vote !== logged.vote) ? hs : null;
+    const lastIndex = ready.entries.length > 0 ? ready.entries.at(-1)!.index : keepLog ? state.lastIndex : snapshot.index;
+    // The state-machine side, not synced (the log replays it after a crash), except now and then
+    // and with a new boundary, which lets the log before it go.
+    const now = performance.now();
+    const syncState = ready.snapshot !== null || now - this.#stateSyncedAt >= STATE_SYNC_INTERVAL_MS;
+    const writeState = async (): Promise<void> => {
+      if (ops.length === 0) return;
+      await this.#writeBatch(ops, syncState);
+      if (syncState) this.#stateSyncedAt = now;
+    };
+    const writeLog = async (): Promise<void> => {
+      if (ready.snapshot !== null) await wal.reset(snapshot.index, snapshot.term, keepLog);
+      await wal.append(hardState, ready.entries);
+    };
+    // Entries committed in this Ready that it also writes must be in the log before they are
+    // applied; entries written by earlier Readies are, so both writes may then run at once.
+    const lastCommitted = ready.committed.at(-1)?.index ?? 0;
+    const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+    if (ready.snapshot === null && lastCommitted < firstNew && lastCommitted <= state.lastIndex) {
+      await Promise.all([writeLog(), writeState()]);
+    } else if (ready.snapshot !== null) {
+      assert(lastCommitted < firstNew, 'persist: a Ready with a boundary applies only entries logged before it');
+      await writeState(); // the boundary first: the log's reset record follows a durable snapshot
+      await writeLog();
+    } else {
+      await writeLog();
+      await writeState();
+    }
+    // Only now, with both writes done, do the in-memory counters move.
+    this.#state = { hardState: hs ?? state.hardState, snapshot, lastIndex };
     this.#counters = applied;
     this.#leaseCount = outcome.leaseCount;
     return [...outcome.results];
@@ -939,43 +1052,17 @@ export class LevelStorage {
   }
 
   /** Raft's InstallSnapshot rule: keep the entries after the boundary only if the log matches it. */
-  async #snapshotKeepsLog(state: LogState, snapshot: SnapshotMeta | null): Promise<boolean> {
+  #snapshotKeepsLog(state: LogState, snapshot: SnapshotMeta | null): boolean {
     if (snapshot === null) return true;
     if (snapshot.index > state.lastIndex || snapshot.index <= state.snapshot.index) return false;
-    const stored = await this.#log.get(logKey(snapshot.index));
-    return stored !== undefined && logEntryTerm(stored) === snapshot.term;
+    return this.#wal!.termAt(snapshot.index) === snapshot.term;
   }
 
-  /** Stores a new boundary and deletes the entries it covers (or all of them). */
-  #snapshotOps(ops: BatchOps, state: LogState, snapshot: SnapshotMeta | null, keepLog: boolean): SnapshotMeta {
+  /** Stores a new boundary in LevelDB (the log's entries it covers go from the write-ahead log). */
+  #snapshotOps(ops: BatchOps, state: LogState, snapshot: SnapshotMeta | null): SnapshotMeta {
     if (snapshot === null) return state.snapshot;
     ops.push({ type: 'put', sublevel: this.#meta, key: SNAPSHOT_KEY, value: encodeSnapshotMeta(snapshot) });
-    const dropTo = keepLog ? snapshot.index : state.lastIndex;
-    for (let index = state.snapshot.index + 1; index <= dropTo; index++) {
-      ops.push({ type: 'del', sublevel: this.#log, key: logKey(index) });
-    }
     return snapshot;
-  }
-
-  /**
-   * Writes entries over the stored log, which holds (snapshotIndex, lastIndex]: stored entries
-   * past the new last one are deleted (the new ones overwrite the rest). Returns the new last index.
-   */
-  #entryOps(ops: BatchOps, snapshotIndex: number, lastIndex: number, entries: readonly Entry[]): number {
-    if (entries.length === 0) return lastIndex;
-    const first = entries[0].index;
-    assert(
-      first > snapshotIndex && first <= lastIndex + 1,
-      `persist: entry ${first} does not attach to (${snapshotIndex}, ${lastIndex}]`,
-    );
-    const newLast = first + entries.length - 1;
-    for (let index = newLast + 1; index <= lastIndex; index++) {
-      ops.push({ type: 'del', sublevel: this.#log, key: logKey(index) });
-    }
-    for (const entry of entries) {
-      ops.push({ type: 'put', sublevel: this.#log, key: logKey(entry.index), value: encodeLogEntry(entry) });
-    }
-    return newLast;
   }
 
   /** The writes of an applied batch, history retention included; returns the new counters. */
@@ -1090,6 +1177,9 @@ function checkReady(state: LogState, counters: KvCounters, ready: Ready): void {
 }
 
 const EMPTY = Buffer.alloc(0);
+const INITIAL_HARD_STATE: HardState = { term: 0, vote: null, commit: 0 };
+/** The state machine's LevelDB writes are synced at least this often (the log replays the rest). */
+const STATE_SYNC_INTERVAL_MS = 1000;
 
 async function hasKeyAfter(kv: Sublevel<Buffer>, key: Buffer, upper: Buffer | undefined, snapshot: DbSnapshot): Promise<boolean> {
   const bounds = upper === undefined ? { gt: key } : { gt: key, lt: upper };

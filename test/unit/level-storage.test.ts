@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
@@ -7,6 +7,7 @@ import { encodeCommand, type Command } from '../../src/kv/command.js';
 import { CorruptDataError } from '../../src/kv/errors.js';
 import type { Ready } from '../../src/raft/ready.js';
 import type { ConfigState, Entry, HardState, SnapshotMeta } from '../../src/raft/types.js';
+import { encodeApplied, encodeHardState, encodeLogEntry, encodeSnapshotMeta } from '../../src/storage/level-format.js';
 import { LevelStorage, type PersistedState } from '../../src/storage/level-storage.js';
 import { AssertionError } from '../../src/util/assert.js';
 
@@ -53,6 +54,39 @@ async function withRawLog(dir: string, fn: (log: ReturnType<typeof rawLog>) => P
 
 function rawLog(db: Level<Buffer, Buffer>) {
   return db.sublevel<Buffer, Buffer>('log', { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+}
+
+/** A write that did not finish: zeros from `from` to the end of the file (it was zeros before). */
+async function zero(file: string, from: number): Promise<void> {
+  const bytes = await readFile(file);
+  bytes.fill(0, from);
+  await writeFile(file, bytes);
+}
+
+interface Frame {
+  readonly offset: number;
+  readonly end: number;
+}
+
+/** The newest write-ahead log segment of the test member, and where each write (frame) in it lies. */
+async function walFrames(): Promise<{ file: string; frames: Frame[] }> {
+  const walDir = join(dir, 'member', 'wal');
+  const names = (await readdir(walDir)).filter((n) => n.endsWith('.wal')).sort();
+  // The newest segment that holds data (the next one is made ready, all zeros, ahead of time).
+  let file = '';
+  let bytes = Buffer.alloc(0);
+  for (const name of names) {
+    const content = await readFile(join(walDir, name));
+    if (content.readUInt32BE(0) > 0) [file, bytes] = [join(walDir, name), content];
+  }
+  const frames: Frame[] = [];
+  // Segments are written with zeros before use: the data ends at the first empty frame header.
+  for (let offset = 0; offset + 8 <= bytes.length && bytes.readUInt32BE(offset) > 0; ) {
+    const end = offset + 8 + bytes.readUInt32BE(offset);
+    frames.push({ offset, end });
+    offset = end;
+  }
+  return { file, frames };
 }
 
 function describeEntries(entries: readonly Entry[]): string[] {
@@ -207,10 +241,14 @@ describe('log suffix replacement', () => {
 });
 
 describe('corruption is detected on load', () => {
+  // Each persist is one write, one frame of the write-ahead log: entry i is in the frame of the
+  // i-th persist after bootstrap's.
   beforeEach(async () => {
     await storage.bootstrap(CONFIG);
     const entries = [1, 2, 3].map((i) => putEntry(i, 1, `k${i}`, `value${i}`));
-    await storage.persist(ready({ hardState: { term: 1, vote: 'n1', commit: 3 }, entries, committed: entries }));
+    await storage.persist(ready({ hardState: { term: 1, vote: 'n1', commit: 0 }, entries: [entries[0]] }));
+    await storage.persist(ready({ entries: [entries[1]] }));
+    await storage.persist(ready({ hardState: { term: 1, vote: 'n1', commit: 2 }, entries: [entries[2]], committed: entries.slice(0, 2) }));
     await storage.close();
   });
 
@@ -223,38 +261,117 @@ describe('corruption is detected on load', () => {
   }
 
   test.each([
-    ['a byte of the data', -1],
-    ['a byte of the term', 4 + 7],
-    ['a byte of the checksum', 0],
-  ])('flipping %s', async (_, offset) => {
-    await withRawLog(join(dir, 'member'), async (log) => {
-      const value = await log.get(logKeyOf(2));
-      if (value === undefined) throw new Error('entry 2 missing: the key layout changed');
-      const tampered = Buffer.from(value);
-      tampered[offset < 0 ? tampered.length + offset : offset] ^= 0x01;
-      await log.put(logKeyOf(2), tampered);
-    });
+    ['a byte of the data', (f: Frame) => f.end - 1],
+    ['a byte of the term', (f: Frame) => f.end - 'value2'.length - 20],
+    ['a byte of the checksum', (f: Frame) => f.offset + 4],
+    ['a byte of the length', (f: Frame) => f.offset + 3],
+  ])('flipping %s of a write the log has more after', async (_, at) => {
+    const { file, frames } = await walFrames();
+    const bytes = await readFile(file);
+    bytes[at(frames[2])] ^= 0x01; // entry 2's frame (frames[0] is the segment's hard state)
+    await writeFile(file, bytes);
     const err = await loadError();
     expect(err).toBeInstanceOf(CorruptDataError);
     expect((err as Error).message).toContain(join(dir, 'member'));
-    expect((err as Error).message).toMatch(/log entry 2 fails its checksum/);
+    expect((err as Error).message).toMatch(/write-ahead log .* at byte \d+: a frame (fails its checksum|of \d+ bytes is cut short)/);
   });
 
-  test('an entry stored under another index', async () => {
-    await withRawLog(join(dir, 'member'), async (log) => {
-      const value = await log.get(logKeyOf(3));
-      await log.put(logKeyOf(4), value ?? Buffer.alloc(0));
-    });
-    expect((await loadError()) as Error).toMatchObject({ code: 'CORRUPT_DATA', message: expect.stringMatching(/log entry 4/) });
+  test('a missing write (a gap in the log)', async () => {
+    const { file, frames } = await walFrames();
+    const bytes = await readFile(file);
+    await writeFile(file, Buffer.concat([bytes.subarray(0, frames[2].offset), bytes.subarray(frames[2].end)]));
+    expect(((await loadError()) as Error).message).toMatch(/entry 3 found where 2 belongs/);
   });
 
-  test('a gap in the log', async () => {
-    await withRawLog(join(dir, 'member'), (log) => log.del(logKeyOf(2)));
-    expect(((await loadError()) as Error).message).toMatch(/log entry 3 found where 2 belongs/);
+  test('a lost write-ahead log is not mistaken for a new member', async () => {
+    await rm(join(dir, 'member', 'wal'), { recursive: true });
+    expect(((await loadError()) as Error).message).toMatch(/write-ahead log \(wal\/\) is missing/);
+  });
+
+  test('a torn last write that holds an applied entry is corruption, and nothing is cut off', async () => {
+    const { file, frames } = await walFrames();
+    const before = await readFile(file);
+    await zero(file, frames.at(-1)!.end - 3); // entry 3 and the commit of 1 and 2: 2 was applied
+    const torn = await readFile(file);
+    // The torn write holds entry 3 only; 1 and 2 were applied from earlier writes, so this loads.
+    expect(await loadError()).toBeNull();
+    expect(before.equals(torn)).toBe(false);
+    await storage.close();
+    // Cut into entry 2's write too: applied index 2 is then past the log, and the file stays as it was.
+    await zero(file, frames[2].end - 3);
+    const cut = await readFile(file);
+    expect(((await loadError()) as Error).message).toMatch(/applied index 2 is outside the log \[0, 1\]/);
+    expect(await readFile(file)).toEqual(cut);
   });
 
   test('an untouched log loads fine (the tampering above is what fails)', async () => {
     expect(await loadError()).toBeNull();
+    expect(storage.appliedIndex).toBe(2);
+  });
+});
+
+describe('a crash during a write: the torn last write is left out', () => {
+  beforeEach(async () => {
+    await storage.bootstrap(CONFIG);
+    const e1 = putEntry(1, 1, 'k1', 'v1');
+    await storage.persist(ready({ hardState: { term: 1, vote: 'n1', commit: 0 }, entries: [e1] }));
+    await storage.persist(ready({ entries: [putEntry(2, 1, 'k2', 'v2'), putEntry(3, 1, 'k3', 'v3')] }));
+    await storage.close();
+  });
+
+  test.each([
+    ['cut short', async (file: string, last: Frame) => zero(file, last.end - 5)],
+    ['cut inside its header', async (file: string, last: Frame) => zero(file, last.offset + 3)],
+    ['cut short, in a file that ends there', async (file: string, last: Frame) => truncate(file, last.end - 5)],
+    ['zeros where it should be', async (file: string, last: Frame) => {
+      const bytes = await readFile(file);
+      bytes.fill(0, last.offset);
+      await writeFile(file, bytes);
+    }],
+    ['its bytes garbled up to the end of the file', async (file: string, last: Frame) => {
+      const bytes = await readFile(file);
+      bytes[last.end - 2] ^= 0xff;
+      await writeFile(file, bytes);
+    }],
+  ])('%s: load drops it, cuts it off, and writing carries on', async (_, tear) => {
+    const { file, frames } = await walFrames();
+    await tear(file, frames.at(-1)!);
+    const loaded = await reopen();
+    expect(loaded?.entries.map((e) => e.index)).toEqual([1]);
+    expect(loaded?.hardState).toEqual({ term: 1, vote: 'n1', commit: 0 });
+    expect((await readFile(file)).subarray(frames.at(-1)!.offset).every((b) => b === 0)).toBe(true);
+    const e2 = putEntry(2, 2, 'k2', 'again');
+    await storage.persist(ready({ hardState: { term: 2, vote: 'n2', commit: 2 }, entries: [e2], committed: [loaded!.entries[0], e2] }));
+    const again = await reopen();
+    expect(describeEntries(again?.entries ?? [])).toEqual(describeEntries([loaded!.entries[0], e2]));
+    expect(text((await storage.get('k2'))?.value)).toBe('again');
+  });
+});
+
+describe('a data dir from before the write-ahead log', () => {
+  test('its LevelDB log and hard state move into wal/, once', async () => {
+    await storage.close();
+    const member = join(dir, 'member');
+    const entries = [putEntry(1, 1, 'a', 'one'), putEntry(2, 2, 'b', 'two'), putEntry(3, 2, 'c', 'three')];
+    const db = new Level<Buffer, Buffer>(join(member, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    await db.open();
+    const meta = db.sublevel<string, Buffer>('meta', { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    await meta.put('hardState', encodeHardState({ term: 2, vote: 'n3', commit: 0 }));
+    await meta.put('snapshot', encodeSnapshotMeta({ index: 0, term: 0, config: CONFIG }));
+    await meta.put('applied', encodeApplied({ appliedIndex: 0, revision: 0, compactRevision: 0 }));
+    for (const e of entries) await rawLog(db).put(logKeyOf(e.index), encodeLogEntry(e));
+    await db.close();
+
+    storage = await LevelStorage.open(member);
+    const loaded = await storage.load();
+    expect(loaded?.hardState).toEqual({ term: 2, vote: 'n3', commit: 0 });
+    expect(describeEntries(loaded?.entries ?? [])).toEqual(describeEntries(entries));
+    await storage.persist(ready({ hardState: { term: 2, vote: 'n3', commit: 3 }, committed: entries, mustSync: false }));
+    await storage.close();
+    await withRawLog(member, async (log) => expect(await log.keys().all()).toEqual([]));
+    const again = await reopen();
+    expect(describeEntries(again?.entries ?? [])).toEqual(describeEntries(entries));
+    expect(text((await storage.get('c'))?.value)).toBe('three');
   });
 });
 
