@@ -4,16 +4,50 @@
 //      the inode must be journaled too);
 //   2. overwrite 4 KiB inside a preallocated, already written file + fdatasync (what etcd's WAL
 //      does: 64 MB segments preallocated, so only data blocks are flushed);
-//   3. a classic-level batch of 30 small puts with { sync: true } (flotilla's persist, minus Raft).
+//   3. a classic-level batch of 30 small puts with { sync: true } (flotilla's persist before the
+//      write-ahead log, minus Raft);
+//   4. with --concurrency=N (default 3, as in a local 3-member cluster): N processes at once, each
+//      doing 300-byte durable writes through the thread pool, appending + fdatasync against
+//      overwriting a zero-filled file opened with O_DSYNC (what src/storage/wal.ts does).
 //
-//   node test/bench/fsync-probe.mjs [--count=300] [--dir=/tmp]
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+//   node test/bench/fsync-probe.mjs [--count=300] [--dir=/tmp] [--concurrency=3]
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, fdatasyncSync, mkdtempSync, openSync, promises as fsp, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')));
 const count = Number(args.count ?? 300);
+
+// A child of the concurrent probe: durable writes of one shape, printing its p50.
+if (args.child) {
+  const block = Buffer.alloc(300, 7);
+  const file = join(args.dir, `${args.child}-${process.pid}.log`);
+  let fh;
+  if (args.child === 'append') fh = await fsp.open(file, 'w');
+  else {
+    const zeros = await fsp.open(file, 'w');
+    await zeros.write(Buffer.alloc(count * 512), 0, count * 512, 0);
+    await zeros.datasync();
+    await zeros.close();
+    fh = await fsp.open(file, constants.O_WRONLY | constants.O_DSYNC);
+  }
+  const t = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = performance.now();
+    if (args.child === 'append') {
+      await fh.write(block);
+      await fh.datasync();
+    } else await fh.write(block, 0, block.length, i * 512);
+    t.push(performance.now() - t0);
+  }
+  await fh.close();
+  t.sort((a, b) => a - b);
+  console.log(t[t.length >> 1].toFixed(3));
+  process.exit(0);
+}
+
 const dir = mkdtempSync(join(args.dir ?? tmpdir(), 'flotilla-fsync-'));
 
 function stats(samples) {
@@ -65,6 +99,14 @@ try {
     }
     await db.close();
     console.log(`classic-level batch of 30 puts, sync: true:      ${stats(t)}`);
+  }
+  const concurrency = Number(args.concurrency ?? 3);
+  for (const shape of ['append', 'prealloc']) {
+    // One shell line starts them together; each prints its p50.
+    const script = Array.from({ length: concurrency }, () => `${JSON.stringify(process.execPath)} ${JSON.stringify(import.meta.filename)} --child=${shape} --dir=${JSON.stringify(dir)} --count=${count} &`).join(' ') + ' wait';
+    const p50s = execFileSync('bash', ['-c', script]).toString().trim().split('\n');
+    const label = shape === 'append' ? 'append 300 B + fdatasync' : 'O_DSYNC overwrite of 300 B, zero-filled file';
+    console.log(`${concurrency} processes at once, ${label}: p50 ${p50s.join(' / ')} ms`);
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
