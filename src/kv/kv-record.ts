@@ -7,7 +7,7 @@
  *   u8 format version, u64 createRevision, u64 modRevision, u64 version, u64 lease (0 = none),
  *   then the value bytes to the end.
  */
-import { ByteReader, ByteWriter, U64_BYTES } from '../util/bytes.js';
+import { asBuffer, ByteReader, ByteWriter, isU64, readU64, U64_BYTES } from '../util/bytes.js';
 import { CorruptDataError } from './errors.js';
 
 export const RECORD_FORMAT_VERSION = 1;
@@ -51,6 +51,18 @@ export function decodeRecordMeta(key: string, stored: Uint8Array): KeyMeta {
 
 /** A stored record as reads return it; the value is a view into `stored`. */
 export function decodeRecord(key: string, stored: Uint8Array): KvRecord {
+  // Every read decodes one, so the well-formed case reads the header in place; anything else
+  // takes the reader below, which names the fault.
+  const b = asBuffer(stored);
+  if (b.length >= HEADER_BYTES && b[0] === RECORD_FORMAT_VERSION) {
+    const createRevision = readU64(b, 1);
+    const modRevision = readU64(b, 1 + U64_BYTES);
+    const version = readU64(b, 1 + 2 * U64_BYTES);
+    const lease = readU64(b, 1 + 3 * U64_BYTES);
+    if (isU64(createRevision) && isU64(modRevision) && isU64(version) && isU64(lease) && createRevision >= 1 && modRevision >= createRevision && version >= 1) {
+      return { key, value: b.subarray(HEADER_BYTES), createRevision, modRevision, version, lease };
+    }
+  }
   const r = recordReader(key, stored);
   const meta = readHeader(key, r);
   return { key, value: r.bytes(r.remaining, 'value'), ...meta };
