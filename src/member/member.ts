@@ -528,7 +528,7 @@ export class Member implements KvService {
   }
 
   observeHttp(method: string, route: string, status: number, seconds: number): void {
-    this.#metrics.httpSeconds.observe({ method, route, status: String(status) }, seconds);
+    this.#metrics.httpSeconds.observeRequest(method, route, status, seconds);
   }
 
   /** The core's view, for tests and the status page. */
