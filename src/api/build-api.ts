@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
@@ -11,6 +13,7 @@ import { registerSnapshotRoutes } from './routes/snapshot.js';
 import { registerTxnRoutes } from './routes/txn.js';
 import { registerWatchRoutes } from './routes/watch.js';
 import { registerStatusRoutes } from './routes/status.js';
+import { answerStaleRead } from './stale-read.js';
 
 export interface ApiOptions {
   readonly logger: FastifyBaseLogger;
@@ -26,7 +29,14 @@ const MAX_HEADER_BYTES = 16 * 1024;
 
 /** Builds the client REST API. Never listens: the caller does, and tests use `inject()`. */
 export function buildApi(service: KvService, options: ApiOptions): FastifyInstance {
+  // Once the app is closing, every request goes to Fastify (which answers 503 from then on).
+  let closing = false;
   const app = Fastify({
+    // Stale GETs of existing keys are answered before Fastify (stale-read.ts); the rest reach it.
+    serverFactory: (handler, serverOptions) =>
+      createHttpServer(serverOptions, (req, res) => {
+        if (closing || !answerStaleRead(service, options.maxKeyBytes, req, res)) handler(req, res);
+      }),
     loggerInstance: options.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxValueBytes,
@@ -49,6 +59,10 @@ export function buildApi(service: KvService, options: ApiOptions): FastifyInstan
   // Values are bytes with any Content-Type (or none): never parse, never refuse a media type.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
   app.setErrorHandler((err, request, reply) => replyWithError(request, reply, err));
   app.setNotFoundHandler((request, reply) =>
     replyWithError(request, reply, new ApiError('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)),
@@ -67,6 +81,27 @@ export function buildApi(service: KvService, options: ApiOptions): FastifyInstan
   registerSnapshotRoutes(app, service);
   registerStatusRoutes(app, service);
   return app;
+}
+
+/**
+ * The HTTP/1 server exactly as Fastify builds its own when given no serverFactory (fastify's
+ * lib/server.js): its `http` options, keep-alive, request and connection timeouts.
+ */
+interface HttpServerSettings {
+  readonly http?: ServerOptions;
+  readonly keepAliveTimeout?: number;
+  readonly requestTimeout?: number;
+  readonly connectionTimeout?: number;
+  readonly maxRequestsPerSocket?: number;
+}
+
+function createHttpServer(o: HttpServerSettings, handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
+  const server = createServer(o.http ?? {}, handler);
+  if (o.keepAliveTimeout !== undefined) server.keepAliveTimeout = o.keepAliveTimeout;
+  if (o.requestTimeout !== undefined) server.requestTimeout = o.requestTimeout;
+  server.setTimeout(o.connectionTimeout ?? 0);
+  if (o.maxRequestsPerSocket !== undefined && o.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = o.maxRequestsPerSocket;
+  return server;
 }
 
 /**
