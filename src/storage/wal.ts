@@ -43,6 +43,8 @@ export const WAL_SEGMENT_BYTES = 8 * 1024 * 1024;
 /** The smallest segment size tests may ask for. */
 const MIN_SEGMENT_BYTES = 4096;
 const ZERO_CHUNK_BYTES = 1024 * 1024;
+/** How much CRC work looking for a whole frame after a bad one may do (see validFrameAfter). */
+const MAX_SCAN_CRC_BYTES = 256 * 1024 * 1024;
 const FRAME_HEADER_BYTES = 8;
 const RECORD_HEADER_BYTES = 4;
 const ENTRY_FIXED_BYTES = 1 + 8 + 8 + 1;
@@ -396,73 +398,69 @@ async function isBlank(path: string): Promise<boolean> {
  * large data written from where it lies.
  */
 class FrameWriter {
-  readonly #pieces: Uint8Array[] = [];
-  #buffer = Buffer.allocUnsafe(0);
-  #used = 0;
-  #start = 0;
-  readonly #header: Buffer;
-
-  constructor() {
-    this.#header = this.#take(FRAME_HEADER_BYTES);
-  }
+  /** Each record: its header bytes (written at done()) and its data. */
+  readonly #records: { kind: number; entry: Entry | null; body: Uint8Array }[] = [];
 
   record(kind: number, body: Uint8Array): void {
-    const head = this.#take(RECORD_HEADER_BYTES + 1);
-    head.writeUInt32BE(1 + body.byteLength, 0);
-    head.writeUInt8(kind, RECORD_HEADER_BYTES);
-    this.#put(body);
+    this.#records.push({ kind, entry: null, body });
   }
 
   entry(entry: Entry): void {
-    const head = this.#take(RECORD_HEADER_BYTES + ENTRY_FIXED_BYTES);
-    head.writeUInt32BE(ENTRY_FIXED_BYTES + entry.data.byteLength, 0);
-    head.writeUInt8(KIND_ENTRY, 4);
-    writeU64(head, 5, entry.index);
-    writeU64(head, 13, entry.term);
-    head.writeUInt8(ENTRY_TYPE_CODE[entry.type], 21);
-    this.#put(entry.data);
+    this.#records.push({ kind: KIND_ENTRY, entry, body: entry.data });
   }
 
-  /** The pieces of the frame, its header filled in. */
+  /**
+   * The pieces of the frame: one buffer of exactly the bytes copied (headers and small data: for
+   * a small write that is one allocation from Node's pool, not a fresh block per write), with
+   * large data in between as is.
+   */
   done(): Uint8Array[] {
-    this.#flush();
+    let copied = FRAME_HEADER_BYTES;
+    let separate = 0;
+    const inline: boolean[] = [];
+    for (const r of this.#records) {
+      copied += RECORD_HEADER_BYTES + (r.entry === null ? 1 : ENTRY_FIXED_BYTES);
+      const small = r.body.byteLength <= COPY_DATA_BYTES || separate >= MAX_WRITE_PIECES / 2 - 1;
+      if (small) copied += r.body.byteLength;
+      else separate++;
+      inline.push(small);
+    }
+    const buffer = Buffer.allocUnsafe(copied);
+    const pieces: Uint8Array[] = [];
+    let at = FRAME_HEADER_BYTES;
+    let start = 0;
+    for (let i = 0; i < this.#records.length; i++) {
+      const { kind, entry, body } = this.#records[i];
+      if (entry === null) {
+        buffer.writeUInt32BE(1 + body.byteLength, at);
+        buffer.writeUInt8(kind, at + 4);
+        at += RECORD_HEADER_BYTES + 1;
+      } else {
+        buffer.writeUInt32BE(ENTRY_FIXED_BYTES + body.byteLength, at);
+        buffer.writeUInt8(KIND_ENTRY, at + 4);
+        writeU64(buffer, at + 5, entry.index);
+        writeU64(buffer, at + 13, entry.term);
+        buffer.writeUInt8(ENTRY_TYPE_CODE[entry.type], at + 21);
+        at += RECORD_HEADER_BYTES + ENTRY_FIXED_BYTES;
+      }
+      if (inline[i]) {
+        buffer.set(body, at);
+        at += body.byteLength;
+      } else {
+        pieces.push(buffer.subarray(start, at), body);
+        start = at;
+      }
+    }
+    if (at > start) pieces.push(buffer.subarray(start, at));
     let length = -FRAME_HEADER_BYTES;
     let crc = 0;
-    for (let i = 0; i < this.#pieces.length; i++) {
-      const piece = i === 0 ? this.#pieces[0].subarray(FRAME_HEADER_BYTES) : this.#pieces[i];
-      length += this.#pieces[i].byteLength;
-      crc = crc32(piece, crc);
+    for (let i = 0; i < pieces.length; i++) {
+      length += pieces[i].byteLength;
+      crc = crc32(i === 0 ? pieces[0].subarray(FRAME_HEADER_BYTES) : pieces[i], crc);
     }
-    this.#header.writeUInt32BE(length, 0);
-    this.#header.writeUInt32BE(crc, 4);
-    return this.#pieces;
-  }
-
-  #put(data: Uint8Array): void {
-    if (data.byteLength <= COPY_DATA_BYTES || this.#pieces.length >= MAX_WRITE_PIECES - 2) {
-      this.#take(data.byteLength).set(data);
-      return;
-    }
-    this.#flush();
-    this.#pieces.push(data);
-  }
-
-  /** The next n bytes of the current buffer (a new, larger one when it is full). */
-  #take(n: number): Buffer {
-    if (this.#used + n > this.#buffer.length) {
-      this.#flush();
-      this.#buffer = Buffer.allocUnsafe(Math.max(n, 64 * 1024));
-      this.#used = 0;
-      this.#start = 0;
-    }
-    const view = this.#buffer.subarray(this.#used, this.#used + n);
-    this.#used += n;
-    return view;
-  }
-
-  #flush(): void {
-    if (this.#used > this.#start) this.#pieces.push(this.#buffer.subarray(this.#start, this.#used));
-    this.#start = this.#used;
+    buffer.writeUInt32BE(length, 0);
+    buffer.writeUInt32BE(crc, 4);
+    return pieces;
   }
 }
 
@@ -591,11 +589,22 @@ function frameProblem(bytes: Buffer, offset: number): string | null {
 /**
  * Whether a whole frame starts anywhere from `from` on. A write is acknowledged only once it is
  * durable and the next starts after that, so a bad frame followed by a good one is not a torn
- * last write but damage. (It scans byte by byte, but only when a segment ends in a bad frame.)
+ * last write but damage. It tries every offset, but a candidate must look like a frame (a length
+ * that fits, then a record header that fits it, of a known kind) before its CRC is computed, and
+ * past MAX_SCAN_CRC_BYTES of CRC work it gives up and answers true (refusing to start is the
+ * safe side).
  */
 function validFrameAfter(bytes: Buffer, from: number): boolean {
-  for (let at = from; at + FRAME_HEADER_BYTES < bytes.length; at++) {
-    if (bytes[at] === 0 && bytes[at + 1] === 0 && bytes[at + 2] === 0 && bytes[at + 3] === 0) continue;
+  let crcBytes = 0;
+  for (let at = from; at + FRAME_HEADER_BYTES + RECORD_HEADER_BYTES + 1 <= bytes.length; at++) {
+    const length = bytes.readUInt32BE(at);
+    if (length < RECORD_HEADER_BYTES + 1 || at + FRAME_HEADER_BYTES + length > bytes.length) continue;
+    const first = at + FRAME_HEADER_BYTES;
+    const recordLength = bytes.readUInt32BE(first);
+    const kind = bytes[first + RECORD_HEADER_BYTES];
+    if (recordLength < 1 || RECORD_HEADER_BYTES + recordLength > length || kind < KIND_ENTRY || kind > KIND_RESET) continue;
+    crcBytes += length;
+    if (crcBytes > MAX_SCAN_CRC_BYTES) return true;
     if (frameProblem(bytes, at) === null) return true;
   }
   return false;
