@@ -116,6 +116,8 @@ export class ProcessCluster {
   readonly members: MemberSpec[];
   readonly #procs = new Map<string, ChildProcess>();
   readonly #logs = new Map<string, string[]>();
+  /** Members a test signalled (SIGKILL, SIGTERM): their exits were asked for. */
+  readonly #signalled = new Set<ChildProcess>();
   readonly #root: string;
   readonly #options: Required<Omit<ClusterOptions, 'env'>> & { env: Record<string, string> };
 
@@ -222,6 +224,7 @@ export class ProcessCluster {
     const p = this.#procs.get(name);
     if (!p || !this.isRunning(name)) return;
     const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    if (sig === 'SIGKILL' || sig === 'SIGTERM') this.#signalled.add(p);
     p.kill(sig);
     if (sig === 'SIGKILL' || sig === 'SIGTERM') {
       await Promise.race([exited, sleep(15_000)]);
@@ -316,6 +319,13 @@ export class ProcessCluster {
   }
 
   async destroy(): Promise<void> {
+    // A member that ended by itself (a crash, an assertion) is a finding even when the test passed
+    // or failed for another reason: print the end of its log, so the run shows why.
+    for (const [name, p] of this.#procs) {
+      if (this.#signalled.has(p) || (p.exitCode === null && p.signalCode === null)) continue;
+      if (p.exitCode === 0) continue;
+      process.stderr.write(`\n--- member ${name} exited by itself (code ${p.exitCode}, signal ${p.signalCode}); its log ends:\n${this.logs(name).slice(-4000)}\n`);
+    }
     await Promise.all(this.members.map((m) => this.kill(m.name)));
     await rm(this.#root, { recursive: true, force: true });
   }
