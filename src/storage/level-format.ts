@@ -94,11 +94,6 @@ export function decodeLogEntry(key: Buffer, value: Buffer, fail: Fail): Entry {
   return { index, term, type, data: r.bytes(r.remaining, 'data') };
 }
 
-/** The term stored in a log entry's value, for checks that need no more (not CRC-checked). */
-export function logEntryTerm(value: Buffer): number {
-  return value.length < ENTRY_HEADER_BYTES ? -1 : readU64(value, CRC_BYTES);
-}
-
 function entryChecksum(key: Buffer, value: Buffer): number {
   return crc32(value.subarray(CRC_BYTES), crc32(key));
 }

@@ -43,7 +43,7 @@
  * R - historyRetention, and records the highest revision dropped (`compactRevision`) in the
  * 'applied' record. So history holds exactly the revisions (compactRevision, revision].
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level, type BatchOperation } from 'level';
 import { validateKey } from '../kv/command.js';
@@ -76,10 +76,8 @@ import {
   encodeApplied,
   encodeEvents,
   encodeGeneration,
-  encodeHardState,
   encodeInstalling,
   encodeLease,
-  encodeLogEntry,
   encodeSnapshotMeta,
   GENERATION_KEY,
   HARD_STATE_KEY,
@@ -91,8 +89,6 @@ import {
   leaseKeysKey,
   leaseKeysKeyName,
   leaseKeysRange,
-  logEntryTerm,
-  logKey,
   RETIRED_KEY,
   SNAPSHOT_KEY,
   stateSublevelName,
@@ -110,7 +106,7 @@ import {
   type ImageRecordKind,
   IMAGE_RECORD_KINDS,
 } from './snapshot-image.js';
-import { removeWal, Wal, type WalContents, type WalOptions } from './wal.js';
+import { Wal, type WalContents, type WalOptions } from './wal.js';
 
 /** The most keys one `list` call may return. */
 export const MAX_LIST_LIMIT = 10_000;
@@ -405,9 +401,7 @@ export class LevelStorage {
     if (snapshotBytes === undefined) throw this.#corrupt('the meta records are incomplete');
     const snapshot = decodeSnapshotMeta(snapshotBytes, this.#failFor('snapshot meta'));
     const entries = await this.#loadEntries(snapshot.index);
-    await this.#wal?.close();
-    this.#wal = null;
-    await removeWal(this.#walDir);
+    await rm(this.#walDir, { recursive: true, force: true });
     const { wal } = await Wal.open(this.#walDir, this.#walOptions);
     try {
       if (snapshot.index > 0) await wal.reset(snapshot.index, snapshot.term, true);

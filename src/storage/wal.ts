@@ -658,8 +658,3 @@ function writeU64(buffer: Buffer, offset: number, value: number): void {
 function readU64(buffer: Buffer, offset: number): number {
   return buffer.readUInt32BE(offset) * 2 ** 32 + buffer.readUInt32BE(offset + 4);
 }
-
-/** Removes a data dir's write-ahead log (used when a legacy log is migrated into a new one). */
-export async function removeWal(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
-}
