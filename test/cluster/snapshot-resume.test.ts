@@ -32,6 +32,7 @@ interface SnapshotPut {
  */
 class CuttingProxy {
   readonly puts: SnapshotPut[] = [];
+  targetHost = '127.0.0.1';
   targetPort = 0;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
@@ -57,7 +58,7 @@ class CuttingProxy {
   }
 
   #relay(client: Socket): void {
-    const upstream = createConnection({ host: '127.0.0.1', port: this.targetPort });
+    const upstream = createConnection({ host: this.targetHost, port: this.targetPort });
     this.#sockets.add(client).add(upstream);
     const closeBoth = () => {
       client.destroy();
@@ -168,6 +169,7 @@ test(`a snapshot upload cut after ${CUT_AFTER_BYTES} bytes resumes from the foll
     advertisedPeerUrls: { [LAGGER]: proxy.url },
   });
   const c = cluster;
+  proxy.targetHost = c.member(LAGGER).host;
   proxy.targetPort = c.member(LAGGER).peerPort;
   await c.startAll();
   let leader = await c.waitForLeader();

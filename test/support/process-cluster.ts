@@ -24,7 +24,12 @@ export interface ClusterOptions {
   readonly size?: number;
   readonly heartbeatMs?: number;
   readonly electionMs?: number;
-  /** One loopback address per member (127.0.0.x), so partitions can be cut per address. */
+  /**
+   * One loopback address per member (127.0.0.11, .12, ...; the default), so partitions can be cut
+   * per address, and so a member's port, picked by the OS and bound by the member a moment later,
+   * cannot meanwhile become the local port of an outgoing connection: those are bound to
+   * 127.0.0.1. With false, every member listens on 127.0.0.1.
+   */
   readonly distinctHosts?: boolean;
   readonly extraFlags?: readonly string[];
   readonly env?: Record<string, string>;
@@ -45,6 +50,16 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
       srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/** Two different free ports on host (each freePort() closes its listener, so the OS may repeat one). */
+async function freePorts(host: string): Promise<[number, number]> {
+  const first = await freePort(host);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const second = await freePort(host);
+    if (second !== first) return [first, second];
+  }
+  throw new Error(`no second free port on ${host}`);
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -128,7 +143,7 @@ export class ProcessCluster {
       size: members.length,
       heartbeatMs: options.heartbeatMs ?? 50,
       electionMs: options.electionMs ?? 500,
-      distinctHosts: options.distinctHosts ?? false,
+      distinctHosts: options.distinctHosts ?? true,
       extraFlags: options.extraFlags ?? [],
       env: options.env ?? {},
       advertisedPeerUrls: options.advertisedPeerUrls ?? {},
@@ -141,9 +156,8 @@ export class ProcessCluster {
     const size = options.size ?? 3;
     const members: MemberSpec[] = [];
     for (let i = 0; i < size; i++) {
-      const host = options.distinctHosts ? `127.0.0.${i + 11}` : '127.0.0.1';
-      const clientPort = await freePort(host);
-      const peerPort = await freePort(host);
+      const host = options.distinctHosts === false ? '127.0.0.1' : `127.0.0.${i + 11}`;
+      const [clientPort, peerPort] = await freePorts(host);
       members.push({
         name: `n${i + 1}`, host, clientPort, peerPort,
         clientUrl: `http://${host}:${clientPort}`, peerUrl: `http://${host}:${peerPort}`,
@@ -165,8 +179,7 @@ export class ProcessCluster {
   async addMember(name: string): Promise<MemberSpec> {
     if (this.members.some((m) => m.name === name)) throw new Error(`member ${name} exists`);
     const host = this.#options.distinctHosts ? `127.0.0.${this.members.length + 11}` : '127.0.0.1';
-    const clientPort = await freePort(host);
-    const peerPort = await freePort(host);
+    const [clientPort, peerPort] = await freePorts(host);
     const spec: MemberSpec = {
       name, host, clientPort, peerPort,
       clientUrl: `http://${host}:${clientPort}`, peerUrl: `http://${host}:${peerPort}`,
