@@ -9,7 +9,9 @@
  * crash, load() finds LevelDB at some applied index, whole, and the Raft core replays the logged
  * entries after it. LevelDB is synced once a second and whenever the snapshot boundary moves, and
  * only then may the log's segments before the boundary go. One log write covers every entry of a
- * Ready (group commit).
+ * Ready (group commit). persist returns once the log write is done; the LevelDB batch lands after,
+ * in order, and until then its writes are read from memory (recent-state.ts, which also holds a
+ * read cache of records).
  *
  * Layout (sublevels of the database; encodings in level-format.ts and kv/kv-record.ts):
  *   meta 'snapshot' | 'applied' -> small binary records
@@ -106,6 +108,7 @@ import {
   type ImageRecordKind,
   IMAGE_RECORD_KINDS,
 } from './snapshot-image.js';
+import { RecentState, type ReadCacheLimits } from './recent-state.js';
 import { Wal, type WalContents, type WalOptions } from './wal.js';
 
 /** The most keys one `list` call may return. */
@@ -141,6 +144,8 @@ export interface LevelStorageOptions {
   readonly historyRetention?: number;
   /** The size of a write-ahead log segment file (default WAL_SEGMENT_BYTES; tests use small ones). */
   readonly walSegmentBytes?: number;
+  /** Bounds of the in-memory read cache in front of LevelDB (default DEFAULT_READ_CACHE). */
+  readonly readCache?: ReadCacheLimits;
 }
 
 export interface LeaseInfo {
@@ -270,10 +275,17 @@ export class LevelStorage {
   /** Clearing a retired generation and compacting its key ranges, in the background. */
   #reclaiming: Promise<void> = Promise.resolve();
   #closing = false;
+  /** Applied writes LevelDB does not have yet, and the read cache (see recent-state.ts). */
+  readonly #recent: RecentState;
+  /** The state machine's latest LevelDB batch until it lands; each waits for the one before. */
+  #landing: Promise<void> | null = null;
+  /** Why a batch failed to land: the state machine is behind its counters, so nothing goes on. */
+  #landingFailure: { readonly error: unknown } | null = null;
 
-  private constructor(dataDir: string, db: Db, historyRetention: number, walOptions: WalOptions) {
+  private constructor(dataDir: string, db: Db, historyRetention: number, walOptions: WalOptions, readCache?: ReadCacheLimits) {
     this.#dataDir = dataDir;
     this.#walOptions = walOptions;
+    this.#recent = new RecentState(readCache);
     this.#db = db;
     this.#historyRetention = historyRetention;
     this.#log = openSublevel<Buffer>(db, 'log', 'buffer');
@@ -307,7 +319,8 @@ export class LevelStorage {
     await mkdir(dataDir, { recursive: true });
     const db: Db = new Level<Buffer, Buffer>(join(dataDir, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
     await db.open(options.cacheSizeBytes === undefined ? {} : { cacheSize: options.cacheSizeBytes });
-    return new LevelStorage(dataDir, db, retention, options.walSegmentBytes === undefined ? {} : { segmentBytes: options.walSegmentBytes });
+    const walOptions = options.walSegmentBytes === undefined ? {} : { segmentBytes: options.walSegmentBytes };
+    return new LevelStorage(dataDir, db, retention, walOptions, options.readCache);
   }
 
   /** The last entry applied to the key-value state (0 before load()). */
@@ -464,7 +477,10 @@ export class LevelStorage {
    *  - `hardState`: logged durably when its term or vote changed (commit alone is not written);
    *  - `committed`: applied to the key-value state (keys, leases, lease index, watch history and
    *    its retention), with appliedIndex and revision, in one LevelDB batch.
-   * Returns one result per committed entry, in order, once both writes are done. Call it for one
+   * Returns one result per committed entry, in order, once the log write is done (and the
+   * boundary's batch, when there is one). The state machine's batch may land in LevelDB later:
+   * until it does, point reads and the next apply see its writes in memory (recent-state.ts), and
+   * every other read waits for it. Batches land in the order they were applied. Call it for one
    * Ready at a time; get() and list() may run meanwhile and see the state before or after the
    * batch, never half of it.
    * Throws CorruptDataError, writing nothing, if a committed entry is not a known command.
@@ -485,6 +501,8 @@ export class LevelStorage {
   /** The key's record, or null if absent. Throws InvalidArgumentError for a key that cannot exist. */
   async get(key: string): Promise<KvRecord | null> {
     validateKey(key);
+    const known = this.#recent.lookup(key);
+    if (known !== undefined) return known;
     const stored = await this.#pinned((levels) => levels.kv.get(Buffer.from(key, 'utf8')));
     return stored === undefined ? null : decodeRecord(key, stored);
   }
@@ -501,11 +519,20 @@ export class LevelStorage {
    * whole (an old generation is cleared only after `#levels` has moved off it, and the one being
    * filled becomes live only with the switch batch). It reads through the root database, which is
    * open for as long as this object is; a sublevel object may still be opening in the background.
+   *
+   * Applied writes not yet in LevelDB, and records read before, are answered from memory
+   * (recent-state.ts); a record read from LevelDB is kept there. The record returned may be
+   * shared: never change it.
    */
   getSync(key: string): KvRecord | null {
+    const known = this.#recent.lookup(key); // an invalid key is never there
+    if (known !== undefined) return known;
     validateKey(key);
     const stored = this.#db.getSync(this.#levels.kv.prefixKey(Buffer.from(key, 'utf8'), 'buffer'));
-    return stored === undefined ? null : decodeRecord(key, stored);
+    if (stored === undefined) return null;
+    const record = decodeRecord(key, stored);
+    this.#recent.remember(record);
+    return record;
   }
 
   /**
@@ -514,6 +541,7 @@ export class LevelStorage {
    */
   async list(options: ListOptions): Promise<ListPage> {
     const range = listRange(options);
+    await this.#landed();
     const snapshot = this.#db.snapshot();
     try {
       const { applied, levels } = await this.#viewAt(snapshot);
@@ -531,6 +559,7 @@ export class LevelStorage {
   /** Every lease, in id order (at most MAX_LEASES): a new leader arms its expiry timers from this. */
   async leases(): Promise<LeaseInfo[]> {
     const fail = this.#failFor('lease');
+    await this.#landed();
     const found = await this.#pinned((levels) => levels.leases.iterator().all());
     return found.map(([key, value]) => ({ id: leaseKeyId(key, fail), ...decodeLease(value, fail) }));
   }
@@ -538,6 +567,7 @@ export class LevelStorage {
   /** A lease and how many keys are attached to it, or null if it does not exist. */
   async lease(id: number): Promise<(LeaseInfo & { keys: number }) | null> {
     if (!Number.isSafeInteger(id) || id < 1) throw new InvalidArgumentError(`A lease id is a positive integer, got ${id}`);
+    await this.#landed();
     const snapshot = this.#db.snapshot();
     try {
       const { levels } = await this.#viewAt(snapshot);
@@ -562,6 +592,7 @@ export class LevelStorage {
    */
   async readHistory(options: HistoryOptions): Promise<HistoryPage> {
     const match = historyMatcher(options);
+    await this.#landed();
     const snapshot = this.#db.snapshot();
     try {
       const { applied, levels } = await this.#viewAt(snapshot);
@@ -600,6 +631,7 @@ export class LevelStorage {
 
   async close(): Promise<void> {
     this.#closing = true;
+    await this.#landing?.catch(() => undefined);
     await this.#reclaiming;
     await this.#wal?.close();
     this.#wal = null;
@@ -620,8 +652,9 @@ export class LevelStorage {
 
   /**
    * Writes an image of the state machine to `file` (through `file + '.tmp'`, fsynced, renamed),
-   * all read from ONE LevelDB snapshot: the applied index, revision and compactRevision, and every
-   * record of the state-machine sublevels, as of the same instant. `metaAt(applied)` supplies the
+   * all read from ONE LevelDB snapshot, taken once every batch applied before the call has landed:
+   * the applied index, revision and compactRevision, and every record of the state-machine
+   * sublevels, as of the same instant. `metaAt(applied)` supplies the
    * Raft boundary for that applied index (its index must equal it). persist() keeps running
    * meanwhile; what it writes after the snapshot is not in the image. Memory stays bounded: one read
    * step (at most 1,024 records or about 1 MiB) and one image block. The LevelDB snapshot keeps
@@ -629,6 +662,7 @@ export class LevelStorage {
    */
   async writeImage(metaAt: (appliedIndex: number) => SnapshotMeta, file: string): Promise<ImageInfo> {
     assert(this.#state !== null, 'writeImage: call load() or bootstrap() first');
+    await this.#landed();
     const snapshot = this.#db.snapshot();
     try {
       const { applied, levels } = await this.#viewAt(snapshot);
@@ -782,6 +816,7 @@ export class LevelStorage {
     assert(!this.#persisting && this.#busy === null, `${what}: ${this.#busy ?? 'persist'} is in progress`);
     this.#busy = what;
     try {
+      await this.#landed(); // a boundary's synced batch covers every batch before it
       return await task();
     } finally {
       this.#busy = null;
@@ -815,6 +850,7 @@ export class LevelStorage {
     ];
     await this.#db.batch([...finalOps, ...switchOps], { sync: true });
     this.#levels = next;
+    this.#recent.clearCache();
     this.#reclaiming = this.#retire(old).catch(() => undefined); // load() finishes it after a crash
     return info;
   }
@@ -909,6 +945,7 @@ export class LevelStorage {
 
   async #persist(state: LogState, ready: Ready): Promise<ApplyResult[]> {
     checkReady(state, this.#counters, ready);
+    if (this.#landingFailure !== null) throw this.#landingFailure.error;
     const wal = this.#wal!;
     const plan = planApply(ready.committed, this.#counters.appliedIndex);
     const stored = await this.#readForApply(plan);
@@ -933,34 +970,63 @@ export class LevelStorage {
     // and with a new boundary, which lets the log before it go.
     const now = performance.now();
     const syncState = ready.snapshot !== null || now - this.#stateSyncedAt >= STATE_SYNC_INTERVAL_MS;
-    const writeState = async (): Promise<void> => {
-      if (ops.length === 0) return;
-      await this.#writeBatch(ops, syncState);
-      if (syncState) this.#stateSyncedAt = now;
-    };
     const writeLog = async (): Promise<void> => {
       if (ready.snapshot !== null) await wal.reset(snapshot.index, snapshot.term, keepLog);
       await wal.append(hardState, ready.entries);
     };
-    // Entries committed in this Ready that it also writes must be in the log before they are
-    // applied; entries written by earlier Readies are, so both writes may then run at once.
     const lastCommitted = ready.committed.at(-1)?.index ?? 0;
     const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
-    if (ready.snapshot === null && lastCommitted < firstNew && lastCommitted <= state.lastIndex) {
-      await Promise.all([writeLog(), writeState()]);
-    } else if (ready.snapshot !== null) {
+    if (ready.snapshot !== null) {
       assert(lastCommitted < firstNew, 'persist: a Ready with a boundary applies only entries logged before it');
-      await writeState(); // the boundary first: the log's reset record follows a durable snapshot
+      await this.#land(ops, true, now, outcome); // the boundary first: the log's reset record follows a durable snapshot
+      await writeLog();
+    } else if (lastCommitted < firstNew && lastCommitted <= state.lastIndex) {
+      // Entries logged by earlier Readies are durable: apply them beside this Ready's log write.
+      // The answers need only the log write; the batch lands when LevelDB is done with it.
+      void this.#land(ops, syncState, now, outcome);
       await writeLog();
     } else {
+      // Entries this Ready writes are applied only once they are in the log.
       await writeLog();
-      await writeState();
+      void this.#land(ops, syncState, now, outcome);
     }
-    // Only now, with both writes done, do the in-memory counters move.
+    // Only now, with the log written, do the in-memory counters move.
     this.#state = { hardState: hs ?? state.hardState, snapshot, lastIndex };
     this.#counters = applied;
     this.#leaseCount = outcome.leaseCount;
     return [...outcome.results];
+  }
+
+  /**
+   * Hands a state-machine batch to LevelDB after the one before it, with its writes visible to
+   * point reads until it lands (recent-state.ts). A failure is kept: every later persist and read
+   * that waits for landing throws it, as the state machine is then behind its counters.
+   */
+  #land(ops: BatchOps, sync: boolean, at: number, outcome: ApplyOutcome): Promise<void> {
+    const batch = this.#recent.applied(outcome.writes, outcome.leaseWrites);
+    const previous = this.#landing;
+    const landing = (async () => {
+      if (previous !== null) await previous;
+      if (ops.length > 0) await this.#writeBatch(ops, sync);
+      if (sync) this.#stateSyncedAt = at;
+      this.#recent.landed(batch, outcome.writes.keys(), outcome.leaseWrites.keys());
+    })();
+    this.#landing = landing;
+    landing.then(
+      () => {
+        if (this.#landing === landing) this.#landing = null;
+      },
+      (error: unknown) => {
+        this.#landingFailure ??= { error };
+      },
+    );
+    return landing;
+  }
+
+  /** Waits until every applied batch is in LevelDB; throws if one failed to land. */
+  async #landed(): Promise<void> {
+    if (this.#landing !== null) await this.#landing;
+    if (this.#landingFailure !== null) throw this.#landingFailure.error;
   }
 
   /**
@@ -995,6 +1061,7 @@ export class LevelStorage {
     leases: Map<number, LeaseRecord | null>;
     leaseKeys: Map<number, string[]>;
   }> {
+    if (plan.revokedLeases.length > 0) await this.#landed(); // the lease index is read from LevelDB
     const [keys, leases, attached] = await Promise.all([
       this.#readKeys(plan.keys),
       this.#readLeases(plan.leases),
@@ -1010,12 +1077,18 @@ export class LevelStorage {
   async #readKeys(keys: readonly string[]): Promise<Map<string, KeyWrite | null>> {
     const records = new Map<string, KeyWrite | null>();
     if (keys.length === 0) return records;
-    // Synchronous point reads: the records are almost always in LevelDB's memtable or block cache,
-    // and a read through the thread pool cost a wake-up of the event loop per applied batch.
+    // Synchronous point reads: the records are almost always in memory (recent-state.ts), or in
+    // LevelDB's memtable or block cache, and a read through the thread pool cost a wake-up of the
+    // event loop per applied batch.
     const kv = this.#kv;
-    const stored = keys.map((key) => kv.getSync(Buffer.from(key, 'utf8')));
+    const recent = this.#recent;
     for (let i = 0; i < keys.length; i++) {
-      const value = stored[i];
+      const unlanded = recent.unlandedKey(keys[i]);
+      if (unlanded !== undefined) {
+        records.set(keys[i], unlanded);
+        continue;
+      }
+      const value = kv.getSync(Buffer.from(keys[i], 'utf8'));
       if (value === undefined) {
         records.set(keys[i], null);
         continue;
@@ -1030,9 +1103,13 @@ export class LevelStorage {
     const leases = new Map<number, LeaseRecord | null>();
     if (ids.length === 0) return leases;
     const leasesLevel = this.#leases;
-    const stored = ids.map((id) => leasesLevel.getSync(leaseKey(id)));
     for (let i = 0; i < ids.length; i++) {
-      const value = stored[i];
+      const unlanded = this.#recent.unlandedLease(ids[i]);
+      if (unlanded !== undefined) {
+        leases.set(ids[i], unlanded);
+        continue;
+      }
+      const value = leasesLevel.getSync(leaseKey(ids[i]));
       leases.set(ids[i], value === undefined ? null : decodeLease(value, this.#failFor(`lease ${ids[i]}`)));
     }
     return leases;

@@ -1,0 +1,182 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { encodeCommand, type Command } from '../../src/kv/command.js';
+import type { Ready } from '../../src/raft/ready.js';
+import type { ConfigState, Entry } from '../../src/raft/types.js';
+import { LevelStorage } from '../../src/storage/level-storage.js';
+
+// persist() answers once the log write is durable; the state machine's LevelDB batch lands after.
+// Until it does, point reads and the next apply must see its writes, every other read must wait
+// for it, batches must land in order, and a batch that fails to land must stop the storage.
+// LevelDB's own batch call is held back here (the real call, run later), so the window is wide.
+
+const CONFIG: ConfigState = { voters: ['n1', 'n2', 'n3'], learners: [] };
+
+type BatchFn = (this: unknown, ops: unknown[], options: { sync: boolean }) => Promise<void>;
+const proto = Level.prototype as unknown as { _batch: BatchFn };
+const realBatch = proto._batch;
+
+/** LevelDB batches waiting to be let through, in the order they were handed over. */
+let held: { ops: unknown[]; release: () => void; fail: (err: Error) => void }[] = [];
+let holding = false;
+
+function holdBatches(): void {
+  holding = true;
+}
+
+/** Lets the held batches (and any later ones) through, in order. */
+function releaseBatches(): void {
+  holding = false;
+  for (const h of held.splice(0)) h.release();
+}
+
+let dir: string;
+let storage: LevelStorage;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'flotilla-landing-'));
+  held = [];
+  holding = false;
+  proto._batch = function (this: unknown, ops, options) {
+    if (!holding) return realBatch.call(this, ops, options);
+    return new Promise<void>((resolve, reject) => {
+      held.push({
+        ops,
+        release: () => realBatch.call(this, ops, options).then(resolve, reject),
+        fail: reject,
+      });
+    });
+  };
+  storage = await LevelStorage.open(join(dir, 'member'));
+  await storage.bootstrap(CONFIG);
+});
+
+afterEach(async () => {
+  releaseBatches();
+  proto._batch = realBatch;
+  await storage.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function ready(parts: Partial<Ready>): Ready {
+  return { softState: null, hardState: null, entries: [], snapshot: null, messages: [], committed: [], readStates: [], mustSync: true, ...parts };
+}
+
+function entry(index: number, command: Command): Entry {
+  return { index, term: 1, type: 'normal', data: encodeCommand(command) };
+}
+
+const put = (index: number, key: string, value: string, extra: Partial<Command> = {}): Entry =>
+  entry(index, { op: 'put', requestId: `r${index}`, key, value: Buffer.from(value), ...extra } as Command);
+
+/** Logs the entries in one Ready, then commits them in another (a follower's or leader's usual order). */
+async function logThenCommit(...entries: Entry[]): Promise<ReturnType<LevelStorage['persist']>> {
+  await storage.persist(ready({ hardState: { term: 1, vote: 'n1', commit: 0 }, entries }));
+  return storage.persist(ready({ committed: entries, mustSync: false }));
+}
+
+const valueOf = (key: string): string | null => {
+  const r = storage.getSync(key);
+  return r === null ? null : Buffer.from(r.value).toString();
+};
+
+/** Turns of the event loop, enough for any promise that could settle to settle. */
+async function turns(n = 20): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe('applied writes before their batch lands', () => {
+  test('persist answers without waiting for LevelDB; point reads see the write, list waits', async () => {
+    const e1 = put(1, 'a', 'one');
+    await storage.persist(ready({ hardState: { term: 1, vote: 'n1', commit: 0 }, entries: [e1] }));
+    holdBatches();
+    const [result] = await storage.persist(ready({ committed: [e1], mustSync: false }));
+    expect(result).toMatchObject({ kind: 'put', key: 'a', revision: 1 });
+    expect(held).toHaveLength(1); // the batch is still with us, not in LevelDB
+    expect(storage.appliedIndex).toBe(1);
+    expect(valueOf('a')).toBe('one');
+    expect(Buffer.from((await storage.get('a'))?.value ?? []).toString()).toBe('one');
+
+    let listed: string[] | null = null;
+    const listing = storage.list({ prefix: '', limit: 10 }).then((page) => (listed = page.items.map((i) => i.key)));
+    await turns();
+    expect(listed).toBeNull(); // a range read waits for the batch
+    releaseBatches();
+    await listing;
+    expect(listed).toEqual(['a']);
+  });
+
+  test('the next apply sees an unlanded write: preconditions, versions and revisions carry on', async () => {
+    holdBatches();
+    await logThenCommit(put(1, 'a', 'one'));
+    await logThenCommit(put(2, 'a', 'two', { ifMatch: 1 }), put(3, 'b', 'x', { ifNoneMatch: true }));
+    const [again] = await logThenCommit(put(4, 'b', 'y', { ifNoneMatch: true }));
+    expect(again).toMatchObject({ kind: 'error', error: { code: 'PRECONDITION_FAILED' } });
+    expect(storage.getSync('a')).toMatchObject({ version: 2, modRevision: 2, createRevision: 1 });
+    expect(valueOf('b')).toBe('x');
+    expect(held).toHaveLength(1); // each batch waits for the one before it
+    releaseBatches();
+    await storage.list({ prefix: '', limit: 10 }); // everything has landed
+    expect(held).toHaveLength(0);
+    await storage.close();
+    storage = await LevelStorage.open(join(dir, 'member'));
+    const loaded = await storage.load();
+    expect([loaded?.applied, loaded?.revision]).toEqual([4, 3]);
+    expect(valueOf('a')).toBe('two');
+    expect(valueOf('b')).toBe('x');
+  });
+
+  test('a delete before it lands: the key reads as absent', async () => {
+    await logThenCommit(put(1, 'a', 'one'));
+    holdBatches();
+    await logThenCommit(entry(2, { op: 'delete', requestId: 'd', key: 'a' }));
+    expect(storage.getSync('a')).toBeNull();
+    releaseBatches();
+    await storage.list({ prefix: '', limit: 10 });
+    expect(storage.getSync('a')).toBeNull();
+  });
+
+  test('a batch that fails to land stops the storage: the next persist and range reads throw', async () => {
+    holdBatches();
+    await logThenCommit(put(1, 'a', 'one'));
+    expect(held).toHaveLength(1);
+    held.splice(0)[0].fail(new Error('disk on fire'));
+    await turns();
+    holding = false;
+    await expect(storage.persist(ready({ entries: [put(2, 'a', 'two')] }))).rejects.toThrow('disk on fire');
+    await expect(storage.list({ prefix: '', limit: 10 })).rejects.toThrow('disk on fire');
+  });
+});
+
+describe('the read cache', () => {
+  test('a write replaces what the cache held, before and after it lands', async () => {
+    await logThenCommit(put(1, 'a', 'one'));
+    await storage.list({ prefix: '', limit: 1 }); // landed
+    expect(valueOf('a')).toBe('one'); // read from LevelDB and kept
+    expect(storage.getSync('a')).toBe(storage.getSync('a')); // the same record: a cache hit
+    holdBatches();
+    await logThenCommit(put(2, 'a', 'two'));
+    expect(valueOf('a')).toBe('two');
+    releaseBatches();
+    await storage.list({ prefix: '', limit: 1 });
+    expect(valueOf('a')).toBe('two');
+    expect(storage.getSync('a')).toMatchObject({ version: 2, modRevision: 2 });
+  });
+
+  test('bounded: with room for 2 records, the oldest goes', async () => {
+    await storage.close();
+    storage = await LevelStorage.open(join(dir, 'member'), { readCache: { entries: 2, bytes: 1 << 20, valueBytes: 1024 } });
+    await storage.load();
+    await logThenCommit(put(1, 'a', '1'), put(2, 'b', '2'), put(3, 'c', '3'));
+    await storage.list({ prefix: '', limit: 1 });
+    const a = storage.getSync('a');
+    expect(storage.getSync('a')).toBe(a);
+    storage.getSync('b');
+    storage.getSync('c'); // 'a' goes
+    expect(storage.getSync('a')).not.toBe(a);
+    expect(storage.getSync('a')).toEqual(a);
+  });
+});
