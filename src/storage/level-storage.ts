@@ -111,6 +111,12 @@ import {
 import { RecentState, type ReadCacheLimits } from './recent-state.js';
 import { Wal, type WalContents, type WalOptions } from './wal.js';
 
+/**
+ * The most state-machine batches that may wait to land in LevelDB: persist waits for them all
+ * before applying more, so a LevelDB that falls behind (a write stall during compaction) slows
+ * the member down instead of piling up batches in memory.
+ */
+export const MAX_UNLANDED_BATCHES = 4;
 /** The most keys one `list` call may return. */
 export const MAX_LIST_LIMIT = 10_000;
 /** Log entries read per step while loading, to bound the transient memory of a load. */
@@ -279,6 +285,8 @@ export class LevelStorage {
   readonly #recent: RecentState;
   /** The state machine's latest LevelDB batch until it lands; each waits for the one before. */
   #landing: Promise<void> | null = null;
+  /** How many batches are waiting to land (at most MAX_UNLANDED_BATCHES). */
+  #unlandedBatches = 0;
   /** Why a batch failed to land: the state machine is behind its counters, so nothing goes on. */
   #landingFailure: { readonly error: unknown } | null = null;
 
@@ -946,6 +954,7 @@ export class LevelStorage {
   async #persist(state: LogState, ready: Ready): Promise<ApplyResult[]> {
     checkReady(state, this.#counters, ready);
     if (this.#landingFailure !== null) throw this.#landingFailure.error;
+    if (this.#unlandedBatches >= MAX_UNLANDED_BATCHES) await this.#landed();
     const wal = this.#wal!;
     const plan = planApply(ready.committed, this.#counters.appliedIndex);
     const stored = await this.#readForApply(plan);
@@ -1003,17 +1012,20 @@ export class LevelStorage {
    * that waits for landing throws it, as the state machine is then behind its counters.
    */
   #land(ops: BatchOps, sync: boolean, at: number, outcome: ApplyOutcome): Promise<void> {
+    if (ops.length === 0) return Promise.resolve(); // nothing applied (a Ready that only logs)
     const batch = this.#recent.applied(outcome.writes, outcome.leaseWrites);
     const previous = this.#landing;
+    this.#unlandedBatches++;
     const landing = (async () => {
       if (previous !== null) await previous;
-      if (ops.length > 0) await this.#writeBatch(ops, sync);
+      await this.#writeBatch(ops, sync);
       if (sync) this.#stateSyncedAt = at;
       this.#recent.landed(batch, outcome.writes.keys(), outcome.leaseWrites.keys());
     })();
     this.#landing = landing;
     landing.then(
       () => {
+        this.#unlandedBatches--;
         if (this.#landing === landing) this.#landing = null;
       },
       (error: unknown) => {

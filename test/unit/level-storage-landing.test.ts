@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { encodeCommand, type Command } from '../../src/kv/command.js';
 import type { Ready } from '../../src/raft/ready.js';
 import type { ConfigState, Entry } from '../../src/raft/types.js';
-import { LevelStorage } from '../../src/storage/level-storage.js';
+import { LevelStorage, MAX_UNLANDED_BATCHES } from '../../src/storage/level-storage.js';
 
 // persist() answers once the log write is durable; the state machine's LevelDB batch lands after.
 // Until it does, point reads and the next apply must see its writes, every other read must wait
@@ -137,6 +137,20 @@ describe('applied writes before their batch lands', () => {
     releaseBatches();
     await storage.list({ prefix: '', limit: 10 });
     expect(storage.getSync('a')).toBeNull();
+  });
+
+  test('at most MAX_UNLANDED_BATCHES batches wait to land: then persist waits for them', async () => {
+    holdBatches();
+    let index = 0;
+    for (let i = 0; i < MAX_UNLANDED_BATCHES; i++) await logThenCommit(put(++index, `k${index}`, 'v'));
+    let answered = false;
+    const next = logThenCommit(put(++index, `k${index}`, 'v')).then(() => (answered = true));
+    // Without the bound it answers as soon as its log write is done (milliseconds).
+    for (let i = 0; i < 50 && !answered; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(answered).toBe(false);
+    releaseBatches();
+    await next;
+    expect(storage.appliedIndex).toBe(MAX_UNLANDED_BATCHES + 1);
   });
 
   test('a batch that fails to land stops the storage: the next persist and range reads throw', async () => {
