@@ -39,6 +39,7 @@ import { assert } from '../util/assert.js';
 import { ByteReader, ByteWriter, isU64, U64_BYTES } from '../util/bytes.js';
 import { crc32 } from '../util/crc32.js';
 import { encodeConfig, readConfig } from './level-format.js';
+import { syncPath } from './sync-path.js';
 
 export const IMAGE_MAGIC = Buffer.from('FLOTIMG\n', 'latin1');
 export const IMAGE_FORMAT_VERSION = 1;
@@ -183,7 +184,7 @@ export class ImageWriter {
       await this.#fh.close();
       await rename(this.#tmp, this.#file);
       this.#done = true;
-      await syncDirectory(dirname(this.#file));
+      await syncPath(dirname(this.#file));
       return { ...this.#header, counts: { ...this.#counts }, records, bytes: this.#bytes, sha256: sha256.toString('hex') };
     } catch (err) {
       await this.abort();
@@ -261,15 +262,6 @@ function writeFrame(block: Buffer, type: number, payloadBytes: number): void {
 
 function blockChecksum(typeAndLength: Buffer, payload: Buffer): number {
   return crc32(payload, crc32(typeAndLength));
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 // ---- the header ----

@@ -37,6 +37,7 @@ import type { Entry, EntryType, HardState } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { crc32 } from '../util/crc32.js';
 import { decodeHardState, encodeHardState } from './level-format.js';
+import { syncPath } from './sync-path.js';
 
 /** Segment files are this size, written with zeros before use (see the file comment). */
 export const WAL_SEGMENT_BYTES = 8 * 1024 * 1024;
@@ -637,16 +638,6 @@ function sameHardState(a: HardState, b: HardState): boolean {
 
 function segmentName(seq: number): string {
   return `${seq.toString(16).padStart(16, '0')}.wal`;
-}
-
-/** fsync of a file or directory (a directory: so the names in it are durable). */
-async function syncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function writeU64(buffer: Buffer, offset: number, value: number): void {
