@@ -204,6 +204,14 @@ type Db = Level<Buffer, Buffer>;
 type Sublevel<K> = ReturnType<typeof openSublevel<K>>;
 /** Keys are Buffers (log, kv) or strings (meta); each op names its sublevel, which encodes it. */
 type BatchOps = BatchOperation<Db, Buffer | string, Buffer>[];
+
+/** A Ready's apply, worked out: the results, the LevelDB operations, the boundary, the new counters. */
+interface PreparedApply {
+  readonly outcome: ApplyOutcome;
+  readonly ops: BatchOps;
+  readonly snapshot: SnapshotMeta;
+  readonly applied: AppliedState;
+}
 /** An operation as the LevelDB binding takes it: prefixed key, encoded value. */
 type RawOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 /** classic-level's implementation of batch, below abstract-level's checks and encodings. */
@@ -491,7 +499,8 @@ export class LevelStorage {
    * every other read waits for it. Batches land in the order they were applied. Call it for one
    * Ready at a time; get() and list() may run meanwhile and see the state before or after the
    * batch, never half of it.
-   * Throws CorruptDataError, writing nothing, if a committed entry is not a known command.
+   * Throws CorruptDataError if a committed entry is not a known command; the state machine is
+   * left as it was (the Ready's log write may be done: it holds only entries Raft gave us).
    */
   async persist(ready: Ready): Promise<ApplyResult[]> {
     const state = this.#state;
@@ -956,9 +965,61 @@ export class LevelStorage {
     if (this.#landingFailure !== null) throw this.#landingFailure.error;
     if (this.#unlandedBatches >= MAX_UNLANDED_BATCHES) await this.#landed();
     const wal = this.#wal!;
+    const keepLog = this.#snapshotKeepsLog(state, ready.snapshot);
+    // The log side: new entries, and the hard state when its term or vote moved (commit alone is
+    // never written: load() recovers it from the applied index). One durable write.
+    const hs = ready.hardState;
+    const logged = wal.hardState;
+    const hardState = hs !== null && (hs.term !== logged.term || hs.vote !== logged.vote) ? hs : null;
+    const writeLog = async (boundary: SnapshotMeta | null): Promise<void> => {
+      if (boundary !== null) await wal.reset(boundary.index, boundary.term, keepLog);
+      await wal.append(hardState, ready.entries);
+    };
+    const lastCommitted = ready.committed.at(-1)?.index ?? 0;
+    const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+    // Entries logged by earlier Readies are durable: the log write need not wait for them to be
+    // applied, so it starts first and the apply work below (reads, planning, encoding) overlaps
+    // its sync. On a follower this is the time between receiving an append and acknowledging it.
+    const logFirst = ready.snapshot === null && lastCommitted < firstNew && lastCommitted <= state.lastIndex;
+    const earlyLog = logFirst ? writeLog(null) : null;
+    earlyLog?.catch(() => undefined); // awaited below: a failure meanwhile is not an unhandled rejection
+    let work: PreparedApply;
+    try {
+      work = await this.#prepareApply(state, ready, keepLog);
+    } catch (err) {
+      await earlyLog?.catch(() => undefined); // no write left running behind a failed persist
+      throw err;
+    }
+    const { outcome, ops, snapshot, applied } = work;
+    const lastIndex = ready.entries.length > 0 ? ready.entries.at(-1)!.index : keepLog ? state.lastIndex : snapshot.index;
+    // The state-machine side, not synced (the log replays it after a crash), except now and then
+    // and with a new boundary, which lets the log before it go.
+    const now = performance.now();
+    const syncState = ready.snapshot !== null || now - this.#stateSyncedAt >= STATE_SYNC_INTERVAL_MS;
+    if (ready.snapshot !== null) {
+      assert(lastCommitted < firstNew, 'persist: a Ready with a boundary applies only entries logged before it');
+      await this.#land(ops, true, now, outcome); // the boundary first: the log's reset record follows a durable snapshot
+      await writeLog(snapshot);
+    } else if (earlyLog !== null) {
+      // The answers need only the log write; the batch lands when LevelDB is done with it.
+      void this.#land(ops, syncState, now, outcome);
+      await earlyLog;
+    } else {
+      // Entries this Ready writes are applied only once they are in the log.
+      await writeLog(null);
+      void this.#land(ops, syncState, now, outcome);
+    }
+    // Only now, with the log written, do the in-memory counters move.
+    this.#state = { hardState: hs ?? state.hardState, snapshot, lastIndex };
+    this.#counters = applied;
+    this.#leaseCount = outcome.leaseCount;
+    return [...outcome.results];
+  }
+
+  /** The committed entries' apply, planned and encoded into LevelDB operations, and the new boundary's. */
+  async #prepareApply(state: LogState, ready: Ready, keepLog: boolean): Promise<PreparedApply> {
     const plan = planApply(ready.committed, this.#counters.appliedIndex);
     const stored = await this.#readForApply(plan);
-    const keepLog = this.#snapshotKeepsLog(state, ready.snapshot);
     if (ready.snapshot !== null && !keepLog) {
       // A boundary that does not match our log, below what we applied, contradicts applied history.
       const { index, term } = ready.snapshot;
@@ -969,41 +1030,7 @@ export class LevelStorage {
     const ops: BatchOps = [];
     const snapshot = this.#snapshotOps(ops, state, ready.snapshot);
     const applied = ready.committed.length > 0 ? this.#applyOps(ops, outcome) : this.#counters;
-    // The log side: new entries, and the hard state when its term or vote moved (commit alone is
-    // never written: load() recovers it from the applied index). One durable write.
-    const hs = ready.hardState;
-    const logged = wal.hardState;
-    const hardState = hs !== null && (hs.term !== logged.term || hs.vote !== logged.vote) ? hs : null;
-    const lastIndex = ready.entries.length > 0 ? ready.entries.at(-1)!.index : keepLog ? state.lastIndex : snapshot.index;
-    // The state-machine side, not synced (the log replays it after a crash), except now and then
-    // and with a new boundary, which lets the log before it go.
-    const now = performance.now();
-    const syncState = ready.snapshot !== null || now - this.#stateSyncedAt >= STATE_SYNC_INTERVAL_MS;
-    const writeLog = async (): Promise<void> => {
-      if (ready.snapshot !== null) await wal.reset(snapshot.index, snapshot.term, keepLog);
-      await wal.append(hardState, ready.entries);
-    };
-    const lastCommitted = ready.committed.at(-1)?.index ?? 0;
-    const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
-    if (ready.snapshot !== null) {
-      assert(lastCommitted < firstNew, 'persist: a Ready with a boundary applies only entries logged before it');
-      await this.#land(ops, true, now, outcome); // the boundary first: the log's reset record follows a durable snapshot
-      await writeLog();
-    } else if (lastCommitted < firstNew && lastCommitted <= state.lastIndex) {
-      // Entries logged by earlier Readies are durable: apply them beside this Ready's log write.
-      // The answers need only the log write; the batch lands when LevelDB is done with it.
-      void this.#land(ops, syncState, now, outcome);
-      await writeLog();
-    } else {
-      // Entries this Ready writes are applied only once they are in the log.
-      await writeLog();
-      void this.#land(ops, syncState, now, outcome);
-    }
-    // Only now, with the log written, do the in-memory counters move.
-    this.#state = { hardState: hs ?? state.hardState, snapshot, lastIndex };
-    this.#counters = applied;
-    this.#leaseCount = outcome.leaseCount;
-    return [...outcome.results];
+    return { outcome, ops, snapshot, applied };
   }
 
   /**

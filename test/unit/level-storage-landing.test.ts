@@ -7,6 +7,7 @@ import { encodeCommand, type Command } from '../../src/kv/command.js';
 import type { Ready } from '../../src/raft/ready.js';
 import type { ConfigState, Entry } from '../../src/raft/types.js';
 import { LevelStorage, MAX_UNLANDED_BATCHES } from '../../src/storage/level-storage.js';
+import { Wal } from '../../src/storage/wal.js';
 
 // persist() answers once the log write is durable; the state machine's LevelDB batch lands after.
 // Until it does, point reads and the next apply must see its writes, every other read must wait
@@ -192,5 +193,37 @@ describe('the read cache', () => {
     storage.getSync('c'); // 'a' goes
     expect(storage.getSync('a')).not.toBe(a);
     expect(storage.getSync('a')).toEqual(a);
+  });
+});
+
+describe('the order of a Ready that logs and applies', () => {
+  test('the log write starts before the apply reads the keys it changes', async () => {
+    // Entries logged by an earlier Ready are durable: their apply need not hold the log write back.
+    // On a follower, that write is what stands between an append and its acknowledgement.
+    type Fn = (...args: unknown[]) => unknown;
+    const walProto = Wal.prototype as unknown as { append: Fn };
+    const levelProto = Level.prototype as unknown as { _getSync: Fn };
+    const realAppend = walProto.append;
+    const realGetSync = levelProto._getSync;
+    const order: string[] = [];
+    walProto.append = function (this: unknown, ...args: unknown[]) {
+      order.push('log write');
+      return realAppend.apply(this, args);
+    };
+    levelProto._getSync = function (this: unknown, ...args: unknown[]) {
+      order.push('apply read');
+      return realGetSync.apply(this, args);
+    };
+    try {
+      await storage.persist(ready({ hardState: { term: 1, vote: 'n1', commit: 0 }, entries: [put(1, 'a', 'one')] }));
+      order.length = 0;
+      await storage.persist(ready({ entries: [put(2, 'b', 'two')], committed: [put(1, 'a', 'one')] }));
+      expect(order.indexOf('apply read')).toBeGreaterThan(-1);
+      expect(order.indexOf('log write')).toBeLessThan(order.indexOf('apply read'));
+      expect(valueOf('a')).toBe('one');
+    } finally {
+      walProto.append = realAppend;
+      levelProto._getSync = realGetSync;
+    }
   });
 });
