@@ -49,6 +49,10 @@ const SNAPSHOT_HOLD_LIMIT = 10;
 const ENTRY_OVERHEAD_BYTES = 128;
 /** Idle watches hear the current revision this often. */
 const WATCH_PROGRESS_INTERVAL_MS = 5000;
+/** How long a commit index may wait for the next append before a heartbeat carries it (#armCommitNotify). */
+const COMMIT_NOTIFY_DELAY_MS = 2;
+/** Commits of more entries are sent at once (see RaftOptions.lazyCommitNotifyEntries). */
+const LAZY_COMMIT_NOTIFY_ENTRIES = 8;
 /** Lease ids are random in [1, 2^48): unique enough, and exact as JSON numbers. */
 const LEASE_ID_LIMIT = 2 ** 48;
 
@@ -87,6 +91,8 @@ export class Member implements KvService {
   #peerApp: FastifyInstance | null = null;
   #clientApp: FastifyInstance | null = null;
   #ticker: NodeJS.Timeout | null = null;
+  /** Sends the commit index to followers the next append did not reach (see #armCommitNotify). */
+  #commitNotifyTimer: NodeJS.Timeout | null = null;
   #loopRunning = false;
   #loopScheduled = false;
   #stopping = false;
@@ -167,6 +173,7 @@ export class Member implements KvService {
           logger: log.child({ component: 'raft' }),
           electionTicks: ticks,
           heartbeatTicks: 1,
+          lazyCommitNotifyEntries: LAZY_COMMIT_NOTIFY_ENTRIES,
         },
         state,
       );
@@ -235,6 +242,8 @@ export class Member implements KvService {
     if (this.#stopping) return;
     if (clientUrl) this.#clientUrls.set(from, clientUrl);
     for (const m of messages) this.#core.step(m);
+    // An acknowledgement from a follower that was behind the commit index owes it the news.
+    if (this.#core.commitNotifyOwed()) this.#armCommitNotify();
     this.#schedule();
   }
 
@@ -296,6 +305,26 @@ export class Member implements KvService {
     this.#reads.onReadStates(ready.readStates, applied);
     this.#reads.onApplied(applied);
     this.#maybeCompact(applied);
+    if (this.#core.commitNotifyOwed()) this.#armCommitNotify();
+  }
+
+  /**
+   * A leader does not send a message of its own just to tell a follower that a few entries it
+   * holds were committed (RaftOptions.lazyCommitNotifyEntries): the next append carries the commit
+   * index, and at low concurrency the client's next request brings one at once. When none has
+   * come after COMMIT_NOTIFY_DELAY_MS, a heartbeat tells the followers still owed it. This saves a
+   * heartbeat and its reply per write at one write in flight, and takes their sends off the path
+   * between commit and the client's answer. Followers apply such commits up to that much later;
+   * their linearizable reads do not wait for it (the read's heartbeat carries the commit index).
+   */
+  #armCommitNotify(): void {
+    if (this.#commitNotifyTimer !== null || this.#stopping) return;
+    this.#commitNotifyTimer = setTimeout(() => {
+      this.#commitNotifyTimer = null;
+      if (this.#stopping) return;
+      this.#core.notifyCommit();
+      this.#schedule();
+    }, COMMIT_NOTIFY_DELAY_MS);
   }
 
   /** Raft messages go out in batches; a snapshot request becomes an image upload. */
@@ -643,6 +672,7 @@ export class Member implements KvService {
     this.#stopping = true;
     if (this.#ticker) clearInterval(this.#ticker);
     if (this.#progressTimer) clearInterval(this.#progressTimer);
+    if (this.#commitNotifyTimer) clearTimeout(this.#commitNotifyTimer);
     this.#watch.closeAll('The member is stopping; resume on another member');
     for (let i = 0; i < 100 && this.#proposals.size > 0; i++) await sleep(10);
     this.#proposals.failAll(() => new OutcomeUnknownError('The member shut down before the write was confirmed'));

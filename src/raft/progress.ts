@@ -26,6 +26,8 @@ export class Progress {
   /** Heartbeats in a row without `match` moving while appends are in flight. */
   stallHeartbeats = 0;
   pendingSnapshot = 0;
+  /** The highest commit index it was sent that it can take (an append's is capped by its last entry). */
+  commitSent = 0;
 
   constructor(
     readonly id: NodeId,

@@ -48,6 +48,14 @@ export interface RaftOptions {
   readonly maxUncommittedEntries?: number;
   /** Committed entries handed out in one Ready. */
   readonly maxCommittedPerReady?: number;
+  /**
+   * Lazy commit notification, for commits of at most this many entries (0: off, the default). A
+   * follower that has nothing new to receive learns such a commit index from the next append,
+   * the next heartbeat or `notifyCommit()`, whichever comes first, rather than from a heartbeat
+   * of its own. A larger commit is sent at once: the follower's apply of it would otherwise run
+   * in front of its acknowledgement of the next append.
+   */
+  readonly lazyCommitNotifyEntries?: number;
 }
 
 export interface RaftInitialState {
@@ -94,6 +102,7 @@ const DEFAULTS = {
   maxBytesPerAppend: 4 * 1024 * 1024,
   maxUncommittedEntries: 65_536,
   maxCommittedPerReady: 8192,
+  lazyCommitNotifyEntries: 0,
 };
 
 /** A rounds of reads not yet answered: confirmed once a quorum acknowledged `round`. */
@@ -147,6 +156,8 @@ export class RaftCore {
   #commitDirty = false;
   /** Followers owed an append even if empty (a probe, a reply to a heartbeat). */
   #appendDue = new Set<NodeId>();
+  /** With lazyCommitNotifyEntries: replicating followers that have not been sent the current commit index. */
+  #commitOwed = new Set<NodeId>();
 
   #readRound = 0;
   #readHeartbeatDue = false;
@@ -177,6 +188,7 @@ export class RaftCore {
       maxBytesPerAppend: options.maxBytesPerAppend ?? DEFAULTS.maxBytesPerAppend,
       maxUncommittedEntries: options.maxUncommittedEntries ?? DEFAULTS.maxUncommittedEntries,
       maxCommittedPerReady: options.maxCommittedPerReady ?? DEFAULTS.maxCommittedPerReady,
+      lazyCommitNotifyEntries: options.lazyCommitNotifyEntries ?? DEFAULTS.lazyCommitNotifyEntries,
     };
     const { hardState, snapshot, entries, applied } = initial;
     this.#log = new RaftLog(snapshot, entries, hardState.commit, applied);
@@ -194,6 +206,25 @@ export class RaftCore {
   tick(): void {
     if (this.#role === 'leader') this.#tickLeader();
     else this.#tickElection();
+  }
+
+  /** With lazyCommitNotifyEntries: whether some follower has not been sent the current commit index. */
+  commitNotifyOwed(): boolean {
+    return this.#commitOwed.size > 0;
+  }
+
+  /**
+   * With lazyCommitNotifyEntries: sends the commit index to every follower still owed it. The runtime
+   * calls this a short while after a Ready left `commitNotifyOwed()` true; most of the time the
+   * next append has carried the commit index already, and this sends nothing.
+   */
+  notifyCommit(): void {
+    if (this.#role !== 'leader') return;
+    for (const id of [...this.#commitOwed]) {
+      const pr = this.#progress.get(id);
+      if (pr && Math.min(pr.match, this.#log.commit) > pr.commitSent) this.#sendHeartbeat(pr);
+    }
+    this.#commitOwed.clear();
   }
 
   step(m: Message): void {
@@ -512,6 +543,7 @@ export class RaftCore {
     this.#votes.clear();
     this.#progress.clear();
     this.#appendDue.clear();
+    this.#commitOwed.clear();
     this.#commitDirty = false;
     this.#leadTransferee = null;
     this.#failPendingReads();
@@ -849,6 +881,8 @@ export class RaftCore {
     if (pr.state === 'probe' && (moved || pr.match >= pr.next - 1)) pr.becomeReplicate();
     else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
     if (moved) this.#maybeCommit();
+    // (#maybeCommit may have stepped us down: a leader that removed itself tells no one.)
+    if (moved && this.#o.lazyCommitNotifyEntries > 0 && this.#role === 'leader' && pr.state === 'replicate') this.#oweCommit(pr);
     if (this.#leadTransferee === pr.id && pr.match === this.#log.lastIndex()) this.#sendTimeoutNow(pr.id);
   }
 
@@ -920,7 +954,10 @@ export class RaftCore {
     // A replicating follower with nothing new still needs to learn the commit index. An empty
     // append at `next - 1` could overtake appends in flight and be rejected, forcing a re-probe;
     // a heartbeat carries min(match, commit) safely.
-    if (notify && !sent && pr.state === 'replicate') this.#sendHeartbeat(pr);
+    if (notify && !sent && pr.state === 'replicate') {
+      if (this.#o.lazyCommitNotifyEntries === 0) this.#sendHeartbeat(pr);
+      else this.#oweCommit(pr);
+    }
   }
 
   /** Sends one append (or a snapshot if the entries are compacted away); false if it sent a snapshot. */
@@ -936,6 +973,8 @@ export class RaftCore {
       type: 'append', from: this.id, to: pr.id, term: this.#term,
       prevIndex, prevTerm, entries, commit: this.#log.commit,
     });
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.#log.commit, prevIndex + entries.length));
+    if (pr.commitSent >= Math.min(pr.match, this.#log.commit)) this.#commitOwed.delete(pr.id);
     if (pr.state === 'replicate') {
       const lastSent = prevIndex + entries.length;
       if (entries.length > 0) {
@@ -964,10 +1003,21 @@ export class RaftCore {
   }
 
   #sendHeartbeat(pr: Progress): void {
-    this.#send({
-      type: 'heartbeat', from: this.id, to: pr.id, term: this.#term,
-      commit: Math.min(pr.match, this.#log.commit), round: this.#readRound,
-    });
+    const commit = Math.min(pr.match, this.#log.commit);
+    pr.commitSent = Math.max(pr.commitSent, commit);
+    this.#commitOwed.delete(pr.id);
+    this.#send({ type: 'heartbeat', from: this.id, to: pr.id, term: this.#term, commit, round: this.#readRound });
+  }
+
+  /**
+   * With lazyCommitNotifyEntries: remember that `pr` could be told a higher commit index than it was.
+   * A follower whose log does not reach the commit index yet is told when its acknowledgement
+   * arrives (#handleAppendSuccess).
+   */
+  #oweCommit(pr: Progress): void {
+    const news = Math.min(pr.match, this.#log.commit) - pr.commitSent;
+    if (news > this.#o.lazyCommitNotifyEntries) this.#sendHeartbeat(pr);
+    else if (news > 0) this.#commitOwed.add(pr.id);
   }
 
   /** A replicating follower whose match has not moved for a while probably lost an append. */

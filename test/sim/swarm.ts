@@ -106,7 +106,7 @@ export function describeSwarm(s: Swarm): string {
   const c = s.core;
   return [
     `members=${s.members} reorder=${s.reorder.toFixed(2)} eagerReady=${s.eagerReady.toFixed(2)} crashInReady=${s.crashInReady.toFixed(4)}`,
-    `core: preVote=${c.preVote} checkQuorum=${c.checkQuorum} maxInflight=${c.maxInflightAppends} maxEntries=${c.maxEntriesPerAppend} maxUncommitted=${c.maxUncommittedEntries}`,
+    `core: preVote=${c.preVote} checkQuorum=${c.checkQuorum} maxInflight=${c.maxInflightAppends} maxEntries=${c.maxEntriesPerAppend} maxUncommitted=${c.maxUncommittedEntries} lazyCommitNotifyEntries=${c.lazyCommitNotifyEntries ?? 0}`,
     `weights: ${w}`,
   ].join('\n');
 }

@@ -40,6 +40,8 @@ const SPARES = 2;
 /** Messages in flight before the wire loses new ones (a full socket buffer). */
 const NETWORK_CAPACITY = 256;
 const TRACE_LINES = 50;
+/** Mixed into the seed for the lazy-notification stream. */
+const LAZY_STREAM = 0x2545f491;
 /** Delivery passes per tick in the liveness phase (each pass is one network round trip). */
 const PASSES_PER_TICK_MAX = 20;
 /** Every this many steps, compare each core's log with its store entry by entry. */
@@ -64,6 +66,8 @@ export class World {
   readonly checker = new Checker();
   readonly founding: ConfigState;
   readonly #trace = new Trace(TRACE_LINES);
+  /** Decides lazy commit notification and when a lazy leader's owed notification goes out. */
+  readonly #lazyRng: SeededRng;
   readonly #byId = new Map<NodeId, SimNode>();
   #calm = false;
   #step = 0;
@@ -82,7 +86,11 @@ export class World {
   constructor(options: WorldOptions) {
     this.seed = options.seed;
     this.rng = new SeededRng(options.seed);
-    this.swarm = drawSwarm(this.rng, options.faults ?? 'swarm', options.members);
+    const drawn = drawSwarm(this.rng, options.faults ?? 'swarm', options.members);
+    // Drawn from a stream of its own, so a seed whose cores notify eagerly replays the schedule it
+    // had before lazy notification existed (the regression seeds among them).
+    this.#lazyRng = new SeededRng(options.seed ^ LAZY_STREAM);
+    this.swarm = { ...drawn, core: { ...drawn.core, lazyCommitNotifyEntries: this.#lazyRng.chance(0.5) ? this.#lazyRng.int(1, 10) : 0 } };
     this.#baseWeights = EVENT_KINDS.map((k) => this.swarm.weights[k]);
     this.#weights = EVENT_KINDS.map(() => 0);
     const voters = Array.from({ length: this.swarm.members }, (_, i) => `n${i + 1}`);
@@ -379,7 +387,7 @@ export class World {
     const n = this.#pickUp();
     if (n === null || !n.core.hasReady()) return;
     this.#note(`ready ${n.id}`);
-    n.processReady();
+    this.#processReady(n);
   }
 
   #crashOne(): void {
@@ -519,7 +527,19 @@ export class World {
   // ------------------------------------------------------------ the per-member runtime loop
 
   #maybeProcess(n: SimNode): void {
-    if (n.state === 'up' && (this.#calm || this.rng.chance(this.swarm.eagerReady))) n.processReady();
+    if (n.state === 'up' && (this.#calm || this.rng.chance(this.swarm.eagerReady))) this.#processReady(n);
+  }
+
+  /**
+   * With lazy commit notification, the runtime's short timer: after some Readies, a leader sends
+   * the commit index it still owes; otherwise the next append or heartbeat carries it.
+   */
+  #processReady(n: SimNode): void {
+    n.processReady();
+    if (n.state === 'up' && n.core.commitNotifyOwed() && this.#lazyRng.chance(0.3)) {
+      this.#note(`notify commit ${n.id}`);
+      n.core.notifyCommit();
+    }
   }
 
   #hooks(): NodeHooks {

@@ -1,17 +1,17 @@
 import { describe, expect, test } from 'vitest';
-import { RaftCore } from '../../src/raft/raft-core.js';
+import { RaftCore, type RaftOptions } from '../../src/raft/raft-core.js';
 import type { Entry, Message } from '../../src/raft/types.js';
 import { SeededRng } from '../../src/util/rng.js';
 
 /** A minimal lock-step cluster: every Ready is carried out at once, messages delivered in order. */
-function cluster(ids: string[], seed = 1) {
+function cluster(ids: string[], seed = 1, options: Partial<RaftOptions> = {}) {
   const rng = new SeededRng(seed);
   const applied = new Map<string, Entry[]>(ids.map((id) => [id, []]));
   const cores = new Map(
     ids.map((id) => [
       id,
       new RaftCore(
-        { id, rng, electionTicks: 10, heartbeatTicks: 1 },
+        { id, rng, electionTicks: 10, heartbeatTicks: 1, ...options },
         { hardState: { term: 0, vote: null, commit: 0 }, snapshot: { index: 0, term: 0, config: { voters: ids, learners: [] } }, entries: [], applied: 0 },
       ),
     ]),
@@ -117,5 +117,84 @@ describe('RaftCore basics', () => {
     c.drain();
     c.tickAll(3);
     expect(c.leader()?.id).toBe(target.id);
+  });
+
+  test('lazy commit notification: the next append or notifyCommit() carries the commit index', () => {
+    const data = (id: string) => c.applied.get(id)!.filter((e) => e.data.byteLength > 0).map((e) => e.data[0]);
+    const c = cluster(['a', 'b', 'c'], 1, { lazyCommitNotifyEntries: 8 });
+    c.tickAll(30);
+    const leader = c.leader()!;
+    const followers = [...c.cores.values()].filter((x) => x !== leader);
+    leader.propose(new Uint8Array([1]));
+    c.drain();
+    // Committed on the leader; the followers hold the entry but were not sent a message to say so.
+    const first = leader.status().commit;
+    expect(data(leader.id)).toEqual([1]);
+    expect(leader.commitNotifyOwed()).toBe(true);
+    for (const f of followers) {
+      expect(f.status().lastIndex).toBe(first);
+      expect(f.status().commit).toBeLessThan(first);
+    }
+    // The next append carries it.
+    leader.propose(new Uint8Array([2]));
+    c.drain();
+    for (const f of followers) expect(data(f.id)).toEqual([1]);
+    expect(leader.commitNotifyOwed()).toBe(true);
+    // Nothing follows: the runtime's timer sends what is owed.
+    leader.notifyCommit();
+    expect(leader.commitNotifyOwed()).toBe(false);
+    c.drain();
+    for (const f of followers) {
+      expect(f.status().commit).toBe(leader.status().commit);
+      expect(data(f.id)).toEqual([1, 2]);
+    }
+    // A heartbeat pays the debt too.
+    leader.propose(new Uint8Array([3]));
+    c.drain();
+    expect(leader.commitNotifyOwed()).toBe(true);
+    c.tickAll(1);
+    expect(leader.commitNotifyOwed()).toBe(false);
+    for (const f of followers) expect(data(f.id)).toEqual([1, 2, 3]);
+  });
+
+  test('without lazy commit notification the followers learn a commit at once', () => {
+    const c = cluster(['a', 'b', 'c']);
+    c.tickAll(30);
+    const leader = c.leader()!;
+    leader.propose(new Uint8Array([1]));
+    c.drain();
+    expect(leader.commitNotifyOwed()).toBe(false);
+    for (const f of c.cores.values()) expect(f.status().commit).toBe(leader.status().commit);
+  });
+
+  test('lazy commit notification: a follower that acknowledges after the commit is owed it too', () => {
+    const c = cluster(['a', 'b', 'c'], 1, { lazyCommitNotifyEntries: 8 });
+    c.tickAll(30);
+    const leader = c.leader()!;
+    const [fast, slow] = [...c.cores.values()].filter((x) => x !== leader);
+    const { index } = leader.propose(new Uint8Array([1])) as { index: number };
+    /** Carries out one Ready of `core` and returns its messages. */
+    const readyOf = (core: RaftCore) => {
+      const r = core.ready();
+      core.advance(r);
+      return r.messages;
+    };
+    const appends = readyOf(leader);
+    const toFast = appends.find((m) => m.to === fast.id)!;
+    const toSlow = appends.find((m) => m.to === slow.id)!;
+    fast.step(toFast);
+    for (const m of readyOf(fast)) leader.step(m);
+    // Committed with the fast follower; nothing new for either follower, and no message for it.
+    expect(leader.status().commit).toBe(index);
+    expect(readyOf(leader).filter((m) => m.type === 'heartbeat' || m.type === 'append')).toEqual([]);
+    expect(leader.commitNotifyOwed()).toBe(true);
+    slow.step(toSlow);
+    for (const m of readyOf(slow)) leader.step(m);
+    leader.notifyCommit();
+    const notices = readyOf(leader);
+    expect(notices.map((m) => [m.type, m.to, 'commit' in m ? m.commit : null]).sort()).toEqual(
+      [['heartbeat', fast.id, index], ['heartbeat', slow.id, index]].sort(),
+    );
+    expect(leader.commitNotifyOwed()).toBe(false);
   });
 });
