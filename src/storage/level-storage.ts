@@ -979,7 +979,8 @@ export class LevelStorage {
     const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
     // Entries logged by earlier Readies are durable: the log write need not wait for them to be
     // applied, so it starts first and the apply work below (reads, planning, encoding) overlaps
-    // its sync. On a follower this is the time between receiving an append and acknowledging it.
+    // its sync. On a follower, the time from an append to its acknowledgement becomes the longer
+    // of the two rather than their sum.
     const logFirst = ready.snapshot === null && lastCommitted < firstNew && lastCommitted <= state.lastIndex;
     const earlyLog = logFirst ? writeLog(null) : null;
     earlyLog?.catch(() => undefined); // awaited below: a failure meanwhile is not an unhandled rejection
