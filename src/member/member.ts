@@ -279,9 +279,9 @@ export class Member implements KvService {
     // A leader whose term and vote did not change sends its appends while it writes its own log
     // (§10.2.1 of the dissertation): it counts itself toward a quorum only once its write is
     // durable (the core's advance), so nothing is acknowledged early. Everyone else must persist
-    // first: their votes and acknowledgements depend on it. A Ready with no new entries (a commit
-    // to apply, heartbeats) sends after its write: the followers it would wake can wait the
-    // fraction of a millisecond the leader needs to apply and answer its client first.
+    // first: their votes and acknowledgements depend on it. A leader's Ready with no new entries (a
+    // commit to apply, heartbeats) sends after its write and before its clients are answered;
+    // lazy commit notification (#armCommitNotify) leaves such Readies few messages to send.
     const hs = ready.hardState;
     const termOrVoteChanged = hs !== null && (hs.term !== this.#persistedTerm || hs.vote !== this.#persistedVote);
     const early = !this.#stopping && !termOrVoteChanged && ready.entries.length > 0 && this.#core.role() === 'leader';
