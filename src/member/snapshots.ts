@@ -7,6 +7,7 @@ import type { NodeId, SnapshotMeta } from '../raft/types.js';
 import type { IncomingSnapshot } from '../transport/peer-routes.js';
 import { uploadSnapshot } from '../transport/snapshot-transfer.js';
 import type { PinoLogger } from '../util/log.js';
+import { releaseMemory, type MemoryReleased } from '../util/release-memory.js';
 import type { MemberMetrics } from './metrics.js';
 
 /** What the snapshot machinery needs from storage (LevelStorage provides it). */
@@ -33,6 +34,12 @@ export interface SnapshotDeps {
   /** The image at `meta` is installed in storage: tell the core. */
   installed(meta: SnapshotMeta, from: NodeId, term: number): void;
   reportSnapshot(peer: NodeId, ok: boolean): void;
+}
+
+/** A collection's figures for the log, in MiB and milliseconds. */
+function mib(r: MemoryReleased): Record<string, number> {
+  const m = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
+  return { heapMiB: m(r.heapBefore), heapAfterMiB: m(r.heapAfter), rssMiB: m(r.rssBefore), rssAfterMiB: m(r.rssAfter), collections: r.rounds, gcMs: Math.round(r.ms) };
 }
 
 /** An outgoing image is reused for followers while it is this fresh (entries behind the log). */
@@ -169,6 +176,8 @@ export class SnapshotManager {
   async #createImage(kind: 'out' | 'backup'): Promise<{ file: string; meta: SnapshotMeta; revision: number }> {
     const file = join(this.#dir, `${kind}-${Date.now()}-${Math.floor(Math.random() * 1e9)}.img`);
     const header = await this.deps.storage.writeImage((applied) => this.deps.snapshotMetaAt(applied), file);
+    // Encoding every record left the heap grown by garbage, as installing does on the other side.
+    releaseMemory((freed) => this.deps.log.info({ index: header.meta.index, ...mib(freed) }, 'released memory after writing a snapshot image'));
     if (kind === 'out') {
       const old = this.#image;
       this.#image = { file, meta: header.meta, revision: header.revision, createdAt: Date.now() };
@@ -266,6 +275,8 @@ export class SnapshotManager {
         const header = await this.deps.storage.installImage(file);
         this.deps.installed(header.meta, s.from, s.term);
         this.deps.log.info({ index: header.meta.index, from: s.from }, 'installed a snapshot');
+        // Decoding the image left the heap grown by garbage: give it back now (release-memory.ts).
+        releaseMemory((freed) => this.deps.log.info(mib(freed), 'released memory after installing a snapshot'));
       });
     } finally {
       await rm(file, { force: true });

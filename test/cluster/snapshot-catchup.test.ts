@@ -70,6 +70,10 @@ test(`a member that missed ${WRITES} writes rejoins by snapshot with identical d
   expect(b.keys).toBe(a.keys);
   expect(b.hash).toBe(a.hash);
   expect(c.logs(lagger)).toMatch(/installed a snapshot/);
+  // The garbage of writing and of installing the image is collected at once rather than left
+  // committed in the heap.
+  expect(c.logs(leader)).toMatch(/"gcMs":\d+.*"msg":"released memory after writing a snapshot image"/);
+  expect(c.logs(lagger)).toMatch(/"gcMs":\d+.*"msg":"released memory after installing a snapshot"/);
   // It serves writes and reads as a normal member afterwards.
   expect((await http('PUT', `${url}/v1/kv/after-rejoin`, { body: 'y' })).status).toBe(200);
   expect((await http('GET', `${c.member(lagger).clientUrl}/v1/kv/after-rejoin`)).body.toString()).toBe('y');
