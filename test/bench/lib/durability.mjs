@@ -325,6 +325,8 @@ export async function joinPart(ctx) {
     }
     wrkChild?.kill('SIGINT');
     const d = await during;
+    // Its memory holding the keys, as the founding members' is taken: before anything scans them.
+    if (joiner.child.exitCode === null && joiner.child.signalCode === null) out.rssJoinerCaughtUp = memoryOf(joiner.child.pid);
     out.during = { ...wrkFigures(d), from: duringFrom, to: at() };
     const ready = () => ev.voter !== undefined && ev.caughtUp !== undefined;
     const gone = () => joiner.child.exitCode !== null || joiner.child.signalCode !== null;
@@ -399,6 +401,9 @@ export async function joinPart(ctx) {
     notes.push(`join: could not compare n4's data with the leader's: ${out.hash.error}`);
   }
   out.rssJoiner = memoryOf(joiner.child.pid);
+  // The scans of the whole key space grow a member's heap and map LevelDB's files: the leader, which
+  // served the same scan, for comparison.
+  if (lead.child) out.rssLeaderEnd = { name: lead.name, ...memoryOf(lead.child.pid) };
   ctx.results.join = out;
   await cluster.stop();
   dropRunning(ctx, cluster);

@@ -143,7 +143,12 @@ export function renderJoin(j, stampLine) {
       ? `- n4’s key space afterwards, hashed as in the rejoin section: ${n0(j.hash.joinerKeys)} keys \`${j.hash.joinerHash.slice(0, 16)}…\` against the leader’s ` +
         `${n0(j.hash.leaderKeys)} keys \`${j.hash.leaderHash.slice(0, 16)}…\`: **${j.hash.identical ? 'identical' : 'DIFFERENT'}**.`
       : `- n4’s key space could not be compared: ${j.hash?.error ?? 'not done'}.`,
-    `- RSS of n4 at the end: ${mib(j.rssJoiner?.rss)}.`,
+    j.rssJoinerCaughtUp
+      ? `- RSS of n4 once caught up (taken as the founding members’ is, before anything scanned the keys): ${mib(j.rssJoinerCaughtUp.rss)}; ` +
+        `at the end, after serving the hash’s scan of the whole key space: ${mib(j.rssJoiner?.rss)}` +
+        (j.rssLeaderEnd ? ` (the leader ${j.rssLeaderEnd.name}, which served the same scan: ${mib(j.rssLeaderEnd.rss)})` : '') +
+        '. Scanning grows the V8 heap (V8 keeps it committed after the garbage is gone) and maps LevelDB’s table files into the process.'
+      : `- RSS of n4 at the end: ${mib(j.rssJoiner?.rss)}.`,
     `- **Goal** (n4 catches up and becomes a voter while writes go on, an original member is removed, writes go on throughout, n4 holds the leader’s data): ${verdict(joinMet(j))}.`,
     '',
     '![write rate on the leader while n4 joins and an original member is removed](bench-durability.svg)',
