@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { prepareBuild } from './lib/build.mjs';
-import { BareFastify, EtcdCluster, FlotillaCluster, preload } from './lib/clusters.mjs';
+import { BareServer, EtcdCluster, FlotillaCluster, preload } from './lib/clusters.mjs';
 import { diskPart, joinPart, rejoinPart } from './lib/durability.mjs';
 import { loadUniqueKeys } from './lib/load.mjs';
 import { mergeResults, PARTS } from './lib/merge.mjs';
@@ -282,12 +282,13 @@ const MAIN_POINTS = [
 
 async function mainPoints(ctx) {
   const { options, results, notes } = ctx;
-  say(`starting a 3-member flotilla${ctx.etcdBin ? ', a 3-member etcd' : ''} and a bare Fastify server ...`);
+  say(`starting a 3-member flotilla${ctx.etcdBin ? ', a 3-member etcd' : ''}, a bare Fastify server and a bare node:http server ...`);
   const dir = await makeTempDir('misc');
   const flotilla = await FlotillaCluster.start({ size: 3, repo: ctx.build.dir });
   const etcd = ctx.etcdBin ? await EtcdCluster.start({ size: 3, etcdBin: ctx.etcdBin }) : null;
-  const bare = await BareFastify.start({ repo: REPO, dir });
-  ctx.running.push(flotilla, bare, ...(etcd ? [etcd] : []));
+  const bare = await BareServer.fastify({ repo: REPO, dir });
+  const bareHttp = await BareServer.http({ repo: REPO, dir });
+  ctx.running.push(flotilla, bare, bareHttp, ...(etcd ? [etcd] : []));
   say(`flotilla leader ${(await flotilla.leader()).name}${etcd ? `, etcd leader ${(await etcd.leader()).name}` : ''}`);
   const systems = systemsFor(flotilla, etcd);
   for (const sys of systems) {
@@ -316,15 +317,26 @@ async function mainPoints(ctx) {
     results.points.push({ ...p, flotilla: summarize(rounds.flotilla), etcd: summarize(rounds.etcd), command: rounds.flotilla[0]?.command });
   }
   step++;
-  const bareRounds = [];
+  // The Node ceilings, alternating like the points: a bare Fastify app taking a tiny PUT, and a
+  // bare node:http server answering a GET as a stale read does.
+  const bareRounds = { fastify: [], http: [] };
+  const references = [
+    { id: 'fastify', server: bare, mode: 'bare-put', label: 'bare Fastify 5, tiny PUT, 64 connections' },
+    { id: 'http', server: bareHttp, mode: 'bare-get', label: 'bare node:http, GET answering 100 bytes, 64 connections' },
+  ];
   for (let r = 1; r <= (points.length > 0 ? options.rounds : 0); r++) {
-    const cpu0 = clusterCpu(bare);
-    const res = await runWrk({ repo: REPO, url: bare.url, mode: 'bare-put', connections: 64, seconds: options.seconds, keys: options.keySpace });
-    addCpu(res, cpu0, clusterCpu(bare));
-    bareRounds.push(res);
-    say(`(${step}/${total}) bare Fastify 5, tiny PUT, 64 connections · round ${r}/${options.rounds}: ${describe(res)}`);
+    for (const ref of references) {
+      const cpu0 = clusterCpu(ref.server);
+      const res = await runWrk({ repo: REPO, url: ref.server.url, mode: ref.mode, connections: 64, seconds: options.seconds, keys: options.keySpace });
+      addCpu(res, cpu0, clusterCpu(ref.server));
+      bareRounds[ref.id].push(res);
+      say(`(${step}/${total}) ${ref.label} · round ${r}/${options.rounds}: ${describe(res)}`);
+    }
   }
-  if (bareRounds.length > 0) results.bare = { label: 'bare Fastify 5, tiny PUT, 64 connections', issue: { rps: 75000, p50Ms: 0.8, p99Ms: 2.6 }, ...summarize(bareRounds) };
+  if (bareRounds.fastify.length > 0) {
+    results.bare = { label: references[0].label, issue: { rps: 75000, p50Ms: 0.8, p99Ms: 2.6 }, ...summarize(bareRounds.fastify) };
+    results.bareGet = { label: references[1].label, ...summarize(bareRounds.http) };
+  }
 
   if (options.only.has('sizes')) await valueSizes(ctx, systems);
   if (points.length > 0) results.idleRss = {
@@ -332,7 +344,7 @@ async function mainPoints(ctx) {
     etcd: etcd ? etcd.pids().map((pid) => memoryOf(pid)) : [],
   };
   say('stopping the 3-member clusters ...');
-  await Promise.all([flotilla.stop(), bare.stop(), etcd?.stop()]);
+  await Promise.all([flotilla.stop(), bare.stop(), bareHttp.stop(), etcd?.stop()]);
   ctx.running.length = 0;
 }
 

@@ -11,6 +11,7 @@
 --   etcd-get            POST /v3/kv/range {"key":b64} (linearizable, etcd's default)
 --   etcd-get-serializable  POST /v3/kv/range {"key":b64,"serializable":true}
 --   bare-put            PUT /v1/kv/KEY to the bare Fastify reference server
+--   bare-get            GET /v1/kv/KEY?consistency=stale to the bare node:http reference server
 --   flotilla-load       PUT unique keys PREFIX<thread>-<n>, KEYS of them in all (split over the
 --                       THREADS, a fifth argument), then GET /health until wrk is stopped: used
 --                       to fill a store
@@ -118,7 +119,7 @@ function init(args)
       r = prebuild and wrk.format("PUT", "/v1/kv/" .. key, octets, value) or { "/v1/kv/" .. key }
     elseif mode == "flotilla-get" then
       r = wrk.format("GET", "/v1/kv/" .. key)
-    elseif mode == "flotilla-get-stale" then
+    elseif mode == "flotilla-get-stale" or mode == "bare-get" then
       r = wrk.format("GET", "/v1/kv/" .. key .. "?consistency=stale")
     elseif mode == "etcd-put" then
       local head = '{"key":"' .. base64(key) .. '","value":"'

@@ -182,7 +182,8 @@ function panel(p, ox, oy) {
   for (const r of refs) {
     const ry = y(r.value).toFixed(1);
     out.push(`<line x1="${M.left}" x2="${M.left + iw}" y1="${ry}" y2="${ry}" stroke="${r.color}" stroke-width="1.5" stroke-dasharray="5 4"/>`);
-    out.push(`<text x="${M.left + iw - 4}" y="${(y(r.value) + 13).toFixed(1)}" text-anchor="end" font-size="10" fill="${r.color}">${esc(r.label)}</text>`);
+    // Under the line at the left, where the first bars (the measured points) stay lower.
+    out.push(`<text x="${M.left + 4}" y="${(y(r.value) + 13).toFixed(1)}" text-anchor="start" font-size="10" fill="${r.color}">${esc(r.label)}</text>`);
   }
   // Legend, top left.
   p.series.forEach((s, j) => {

@@ -316,21 +316,32 @@ export async function preload(cluster, count, valueBytes) {
 }
 
 /** A bare Fastify server (the Node ceiling reference). */
-export class BareFastify {
-  static async start({ repo, dir }) {
+/** A reference server of ours (test/bench/bare-*.mjs) on a free port: the Node ceilings. */
+export class BareServer {
+  /** @param {{ repo: string, dir: string, script: string, probe: (url: string) => Promise<boolean> }} options */
+  static async start({ repo, dir, script, probe }) {
     const port = await freePort();
-    const server = new BareFastify();
+    const server = new BareServer();
     server.url = `http://${HOST}:${port}`;
-    server.child = startChild(process.execPath, [join(repo, 'test/bench/bare-fastify.mjs'), String(port)], {
+    server.child = startChild(process.execPath, [join(repo, 'test/bench', script), String(port)], {
       cwd: repo,
-      logFile: join(dir, 'bare-fastify.log'),
+      logFile: join(dir, script.replace(/\.mjs$/, '.log')),
     });
-    await waitFor('the bare Fastify server', 15_000, async () => {
-      if (server.child.exitCode !== null) throw new Error('bare-fastify exited');
-      const r = await http('PUT', `${server.url}/v1/kv/x`, { body: 'x', timeoutMs: 500 });
-      return r.status === 200;
+    await waitFor(script, 15_000, async () => {
+      if (server.child.exitCode !== null) throw new Error(`${script} exited`);
+      return probe(server.url);
     });
     return server;
+  }
+
+  /** The bare Fastify 5 app that takes a tiny PUT (bare-fastify.mjs). */
+  static fastify({ repo, dir }) {
+    return BareServer.start({ repo, dir, script: 'bare-fastify.mjs', probe: async (url) => (await http('PUT', `${url}/v1/kv/x`, { body: 'x', timeoutMs: 500 })).status === 200 });
+  }
+
+  /** The bare node:http server that answers a GET with 100 bytes (bare-http.mjs). */
+  static http({ repo, dir }) {
+    return BareServer.start({ repo, dir, script: 'bare-http.mjs', probe: async (url) => (await http('GET', `${url}/v1/kv/x`, { timeoutMs: 500 })).status === 200 });
   }
 
   pids() {

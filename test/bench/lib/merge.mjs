@@ -4,7 +4,7 @@
 
 /** The parts of a run, in page order, and the result fields each one owns. */
 export const PART_FIELDS = {
-  main: ['points', 'bare', 'idleRss'],
+  main: ['points', 'bare', 'bareGet', 'idleRss'],
   sizes: ['valueSizes', 'valueSizesSeconds'],
   five: ['five'],
   million: ['million'],

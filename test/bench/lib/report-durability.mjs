@@ -144,10 +144,11 @@ export function renderJoin(j, stampLine) {
         `${n0(j.hash.leaderKeys)} keys \`${j.hash.leaderHash.slice(0, 16)}…\`: **${j.hash.identical ? 'identical' : 'DIFFERENT'}**.`
       : `- n4’s key space could not be compared: ${j.hash?.error ?? 'not done'}.`,
     j.rssJoinerCaughtUp
-      ? `- RSS of n4 once caught up (taken as the founding members’ is, before anything scanned the keys): ${mib(j.rssJoinerCaughtUp.rss)}; ` +
+      ? `- RSS of n4 as the write run it caught up under ended (before anything scanned the keys): ${mib(j.rssJoinerCaughtUp.rss)}; ` +
         `at the end, after serving the hash’s scan of the whole key space: ${mib(j.rssJoiner?.rss)}` +
         (j.rssLeaderEnd ? ` (the leader ${j.rssLeaderEnd.name}, which served the same scan: ${mib(j.rssLeaderEnd.rss)})` : '') +
-        '. Scanning grows the V8 heap (V8 keeps it committed after the garbage is gone) and maps LevelDB’s table files into the process.'
+        '. Unlike the founding members’ figures, taken at rest, these come straight after heavy allocation: V8 lets its heap grow to several times ' +
+        'what is live before it collects, and a scan also maps LevelDB’s table files into the process.'
       : `- RSS of n4 at the end: ${mib(j.rssJoiner?.rss)}.`,
     `- **Goal** (n4 catches up and becomes a voter while writes go on, an original member is removed, writes go on throughout, n4 holds the leader’s data): ${verdict(joinMet(j))}.`,
     '',

@@ -42,6 +42,7 @@ function mainRows(results) {
     goal: verdict(p),
   }));
   if (results.bare) rows.push({ label: `${results.bare.label} (reference)`, f: results.bare, e: null, ratio: '—', goal: '(the Node ceiling)' });
+  if (results.bareGet) rows.push({ label: `${results.bareGet.label} (reference)`, f: results.bareGet, e: null, ratio: '—', goal: '(the Node ceiling for a read)' });
   return rows;
 }
 
@@ -194,6 +195,15 @@ export function renderMarkdown(results, { command, chartFile }) {
   ]);
   if (rows.length > 0) {
     push(mdTable(['point', 'flotilla req/s', 'flotilla p50 / p99 ms', 'etcd req/s', 'etcd p50 / p99 ms', 'ratio', 'goal'], rows), '');
+    const stale = (results.points ?? []).find((p) => p.op === 'stale' && p.goalRps);
+    if (stale?.flotilla && results.bareGet) {
+      push(
+        `The stale-read goal against the read ceiling: one Node thread answering nothing but a fixed 100-byte 200 (\`test/bench/bare-http.mjs\`) ` +
+          `took ${n0(results.bareGet.rps)}/s here, so ${n0(stale.goalRps)}/s is ${(stale.goalRps / results.bareGet.rps).toFixed(2)}× what one Node process can answer on this machine; ` +
+          `flotilla’s stale reads, served from one process as every member’s are, reached ${((stale.flotilla.rps / results.bareGet.rps) * 100).toFixed(0)} % of that ceiling.`,
+        '',
+      );
+    }
     push(`![flotilla and etcd: throughput and p99 against connections](${chartFile})`, '');
   }
 
@@ -351,7 +361,7 @@ export function renderMarkdown(results, { command, chartFile }) {
     '- `test/bench/run-bench.mjs` starts everything itself on 127.0.0.1 with free ports and data in temp dirs: ' +
       'flotilla members are `node bin/flotilla.js serve` processes with default flags (heartbeat 100 ms, election 1 s, log level info); ' +
       'etcd members are `etcd --enable-v2=false` with default flags (fsync on, heartbeat 100 ms, election 1 s) plus a larger backend quota ' +
-      '(8 GiB, so the big-value runs cannot trip the 2 GiB default); the bare Fastify reference is `test/bench/bare-fastify.mjs`. ' +
+      '(8 GiB, so the big-value runs cannot trip the 2 GiB default); the Node ceilings are `test/bench/bare-fastify.mjs` (a tiny PUT through Fastify) and `test/bench/bare-http.mjs` (a GET answered with 100 bytes by bare node:http). ' +
       'It stops exactly the processes it started, by PID, and removes its temp dirs.',
     '- The load generator is wrk (`-t2 -cN -dS --latency`, one request in flight per connection) with one script for both systems, ' +
       '`test/bench/wrk-kv.lua`: flotilla gets `PUT /v1/kv/KEY` with the raw value and `GET /v1/kv/KEY[?consistency=stale]`; etcd gets ' +
@@ -399,20 +409,21 @@ export function renderSvg(results) {
     ...(puts.some((p) => p.etcd) ? [{ name: 'etcd', color: COLORS.etcd, values: puts.map((p) => p.etcd?.[field] ?? null) }] : []),
   ];
   const reads = pts.filter((p) => p.op !== 'put');
-  const readCats = [...reads.map((p) => (p.op === 'get' ? 'linearizable get' : 'stale get')), ...(results.bare ? ['bare Fastify PUT'] : [])];
+  const refs = [...(results.bare ? [{ cat: 'Fastify PUT', name: 'bare Fastify', r: results.bare }] : []), ...(results.bareGet ? [{ cat: 'node:http GET', name: 'bare node:http', r: results.bareGet }] : [])];
+  const readCats = [...reads.map((p) => (p.op === 'get' ? 'linearizable get' : 'stale get')), ...refs.map((x) => x.cat)];
   const panels = [
     { kind: 'line', title: 'put throughput', yLabel: 'requests/s', xLabel: 'connections', categories: cats, series: series('rps') },
     { kind: 'line', title: 'put p99 latency', yLabel: 'p99 ms', xLabel: 'connections', categories: cats, series: series('p99Ms') },
     {
       kind: 'bar',
-      title: 'reads at 64 connections (and the Node ceiling)',
+      title: 'reads at 64 connections (and the Node ceilings)',
       refLines: reads.some((p) => p.goalRps) ? [{ value: 50_000, label: 'goal for stale reads: 50k/s', color: COLORS.goal }] : [],
       yLabel: 'requests/s',
       categories: readCats,
       series: [
-        { name: 'flotilla', color: COLORS.flotilla, values: [...reads.map((p) => p.flotilla?.rps ?? null), null] },
-        { name: 'etcd', color: COLORS.etcd, values: [...reads.map((p) => p.etcd?.rps ?? null), null] },
-        ...(results.bare ? [{ name: 'bare Fastify', color: COLORS.fastify, values: [...reads.map(() => null), results.bare.rps] }] : []),
+        { name: 'flotilla', color: COLORS.flotilla, values: [...reads.map((p) => p.flotilla?.rps ?? null), ...refs.map(() => null)] },
+        { name: 'etcd', color: COLORS.etcd, values: [...reads.map((p) => p.etcd?.rps ?? null), ...refs.map(() => null)] },
+        ...(refs.length > 0 ? [{ name: 'Node ceilings', color: COLORS.fastify, values: [...reads.map(() => null), ...refs.map((x) => x.r.rps)] }] : []),
       ],
     },
   ];
