@@ -51,6 +51,11 @@ const ENTRY_OVERHEAD_BYTES = 128;
 const WATCH_PROGRESS_INTERVAL_MS = 5000;
 /** How long a commit index may wait for the next append before a heartbeat carries it (#armCommitNotify). */
 const COMMIT_NOTIFY_DELAY_MS = 2;
+/**
+ * How long applied writes may wait to join one LevelDB batch (LevelStorageOptions.landDelayMs).
+ * Answers and point reads never wait for it; the log, not this batch, is what makes a write durable.
+ */
+const LAND_DELAY_MS = 5;
 /** Commits of more entries are sent at once (see RaftOptions.lazyCommitNotifyEntries). */
 const LAZY_COMMIT_NOTIFY_ENTRIES = 8;
 /** Lease ids are random in [1, 2^48): unique enough, and exact as JSON numbers. */
@@ -162,7 +167,7 @@ export class Member implements KvService {
   /** Open (or create) the data dir, start the Raft loop, and listen on the peer and client URLs. */
   static async start(config: ServeConfig, options: MemberOptions): Promise<Member> {
     const log = options.logger.child({ member: config.name });
-    const storage = await LevelStorage.open(config.dataDir);
+    const storage = await LevelStorage.open(config.dataDir, { landDelayMs: LAND_DELAY_MS });
     try {
       const { state, peers } = await openState(config, storage, log);
       const ticks = Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { encodeCommand, type Command } from '../../src/kv/command.js';
 import type { Ready } from '../../src/raft/ready.js';
 import type { ConfigState, Entry } from '../../src/raft/types.js';
-import { LevelStorage, MAX_UNLANDED_BATCHES } from '../../src/storage/level-storage.js';
+import { LevelStorage, MAX_READIES_PER_BATCH, MAX_UNLANDED_BATCHES } from '../../src/storage/level-storage.js';
 import { Wal } from '../../src/storage/wal.js';
 
 // persist() answers once the log write is durable; the state machine's LevelDB batch lands after.
@@ -23,6 +23,8 @@ const realBatch = proto._batch;
 /** LevelDB batches waiting to be let through, in the order they were handed over. */
 let held: { ops: unknown[]; release: () => void; fail: (err: Error) => void }[] = [];
 let holding = false;
+/** Every batch handed to LevelDB, held or not. */
+let handed: unknown[][] = [];
 
 function holdBatches(): void {
   holding = true;
@@ -40,8 +42,10 @@ let storage: LevelStorage;
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'flotilla-landing-'));
   held = [];
+  handed = [];
   holding = false;
   proto._batch = function (this: unknown, ops, options) {
+    handed.push(ops);
     if (!holding) return realBatch.call(this, ops, options);
     return new Promise<void>((resolve, reject) => {
       held.push({
@@ -225,5 +229,81 @@ describe('the order of a Ready that logs and applies', () => {
       walProto.append = realAppend;
       levelProto._getSync = realGetSync;
     }
+  });
+});
+
+describe('applied writes gathered into one LevelDB batch (landDelayMs)', () => {
+  let index = 0;
+  /** The next entry to log and apply. */
+  const next = (key: string, value: string): Entry => put(++index, key, value);
+
+  /** A storage with this landDelayMs, past its first apply (which syncs, so is handed over at once). */
+  async function reopen(landDelayMs: number): Promise<void> {
+    await storage.close();
+    storage = await LevelStorage.open(join(dir, `gathering-${landDelayMs}`), { landDelayMs });
+    await storage.bootstrap(CONFIG);
+    index = 0;
+    await logThenCommit(next('first', 'synced'));
+    await storage.list({ prefix: '', limit: 1 });
+    handed = [];
+  }
+
+  test('the writes of several Readies go to LevelDB as one batch, handed over when a read must wait', async () => {
+    await reopen(60_000);
+    holdBatches();
+    await logThenCommit(next('a', 'one'));
+    await logThenCommit(next('b', 'two'));
+    await logThenCommit(next('a', 'three'));
+    expect(handed).toHaveLength(0); // gathered, not handed over
+    expect(valueOf('a')).toBe('three');
+    expect(valueOf('b')).toBe('two');
+    const listing = storage.list({ prefix: '', limit: 10 });
+    await turns();
+    expect(handed).toHaveLength(1); // a range read hands them over at once, as one batch
+    releaseBatches();
+    expect((await listing).items.map((i) => i.key)).toEqual(['a', 'b', 'first']);
+    await storage.close();
+    storage = await LevelStorage.open(join(dir, 'gathering-60000'));
+    expect((await storage.load())?.applied).toBe(4);
+    expect(valueOf('a')).toBe('three');
+  });
+
+  test(`at most ${MAX_READIES_PER_BATCH} Readies are gathered: the next batch starts after that`, async () => {
+    await reopen(60_000);
+    for (let i = 1; i <= MAX_READIES_PER_BATCH + 1; i++) await logThenCommit(next(`k${i}`, 'v'));
+    expect(handed).toHaveLength(1);
+    await storage.list({ prefix: '', limit: 1 });
+    expect(handed).toHaveLength(2);
+  });
+
+  test('without anyone waiting, the gathered writes are handed over after landDelayMs', async () => {
+    await reopen(20);
+    await logThenCommit(next('a', 'one'));
+    await logThenCommit(next('b', 'two'));
+    expect(handed).toHaveLength(0);
+    for (let i = 0; i < 100 && handed.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(handed).toHaveLength(1);
+  });
+
+  test('close hands the gathered writes over', async () => {
+    await reopen(60_000);
+    await logThenCommit(next('a', 'one'));
+    expect(handed).toHaveLength(0);
+    await storage.close();
+    expect(handed).toHaveLength(1);
+    storage = await LevelStorage.open(join(dir, 'gathering-60000'));
+    await storage.load();
+  });
+
+  test('a batch that fails to land stops the storage, gathered or not', async () => {
+    await reopen(60_000);
+    holdBatches();
+    await logThenCommit(next('a', 'one'));
+    const listing = storage.list({ prefix: '', limit: 10 });
+    await turns();
+    held.splice(0)[0].fail(new Error('disk on fire'));
+    await expect(listing).rejects.toThrow('disk on fire');
+    holding = false;
+    await expect(storage.persist(ready({ entries: [put(index + 1, 'a', 'two')] }))).rejects.toThrow('disk on fire');
   });
 });
