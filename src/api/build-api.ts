@@ -13,7 +13,8 @@ import { registerSnapshotRoutes } from './routes/snapshot.js';
 import { registerTxnRoutes } from './routes/txn.js';
 import { registerWatchRoutes } from './routes/watch.js';
 import { registerStatusRoutes } from './routes/status.js';
-import { answerStaleRead } from './stale-read.js';
+import { installFrontDoor } from './front-door.js';
+import { answerStaleRead, staleReadRoute } from './stale-read.js';
 
 export interface ApiOptions {
   readonly logger: FastifyBaseLogger;
@@ -33,10 +34,14 @@ export function buildApi(service: KvService, options: ApiOptions): FastifyInstan
   let closing = false;
   const app = Fastify({
     // Stale GETs of existing keys are answered before Fastify (stale-read.ts); the rest reach it.
-    serverFactory: (handler, serverOptions) =>
-      createHttpServer(serverOptions, (req, res) => {
+    // Before that, a front door takes them straight from each new connection's socket (front-door.ts).
+    serverFactory: (handler, serverOptions) => {
+      const server = createHttpServer(serverOptions, (req, res) => {
         if (closing || !answerStaleRead(service, options.maxKeyBytes, req, res)) handler(req, res);
-      }),
+      });
+      installFrontDoor(server, { route: staleReadRoute(service, options.maxKeyBytes), maxHeadBytes: MAX_HEADER_BYTES, passAll: () => closing });
+      return server;
+    },
     loggerInstance: options.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxValueBytes,

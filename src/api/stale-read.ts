@@ -1,9 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { KvRecord } from '../kv/kv-record.js';
+import type { FastRoute } from './front-door.js';
 import type { KvService } from './kv-service.js';
 
 /**
- * `GET /v1/kv/KEY?consistency=stale`, the cheapest read there is, answered straight from Node's
- * request event, before Fastify. Fastify's per-request work (request and reply objects, a child
+ * `GET /v1/kv/KEY?consistency=stale`, the cheapest read there is, answered before Fastify: by the
+ * client port's front door straight from the socket (`staleReadRoute`, see front-door.ts), or,
+ * on a connection the door has handed to Node's HTTP server, from its request event
+ * (`answerStaleRead`). Fastify's per-request work (request and reply objects, a child
  * logger, hooks, header bookkeeping) was most of the CPU such a read cost, and the member's answer
  * is synchronous. Only the plain, successful case is taken here: a request this does not fully
  * recognize, a key that is absent, or any error goes on to Fastify, whose route answers it exactly
@@ -24,30 +28,66 @@ export const KV_ROUTE = '/v1/kv/*';
  */
 const PLAIN_KEY = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]+$/;
 
-/** Answers the request and returns true if it is a stale GET of a key that exists; else false. */
-export function answerStaleRead(service: KvService, maxKeyBytes: number, req: IncomingMessage, res: ServerResponse): boolean {
-  if (req.method !== 'GET') return false;
-  const url = req.url;
-  if (url === undefined || !url.startsWith(PREFIX) || !url.endsWith(QUERY)) return false;
-  // A GET with a body is Fastify's to handle (and to drain).
-  if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) return false;
+/** The key of a stale GET of a plain key (`/v1/kv/KEY?consistency=stale`), or null. */
+function plainKeyOf(url: string, maxKeyBytes: number): string | null {
+  if (!url.startsWith(PREFIX) || !url.endsWith(QUERY)) return null;
   const key = url.slice(PREFIX.length, url.length - QUERY.length);
-  if (key.length === 0 || key.length > maxKeyBytes || !PLAIN_KEY.test(key)) return false;
-  const started = performance.now();
+  if (key.length === 0 || key.length > maxKeyBytes || !PLAIN_KEY.test(key)) return null;
+  return key;
+}
+
+/** The record a stale read finds, or null for anything the Fastify route must answer instead. */
+function readStale(service: KvService, key: string): KvRecord | null {
   let found;
   try {
     found = service.get(key, 'stale');
   } catch {
-    return false; // Fastify asks again and answers the error in the contract's shape
+    return null; // Fastify asks again and answers the error in the contract's shape
   }
   if (found instanceof Promise) {
     // Not a plain stale read (a member shutting down answers with a rejection): Fastify's turn.
     found.catch(() => undefined);
-    return false;
+    return null;
   }
-  if (found === null) return false; // the 404 and its JSON body come from the route
-  const v = found.value;
-  const body = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  return found; // null: the 404 and its JSON body come from the route
+}
+
+function bodyOf(record: KvRecord): Buffer {
+  const v = record.value;
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/**
+ * The same read for the client port's front door (front-door.ts), which answers it straight from
+ * the socket, before Node's HTTP server: the route's header lines, in its order and case.
+ */
+export function staleReadRoute(service: KvService, maxKeyBytes: number): FastRoute {
+  return (target) => {
+    const key = plainKeyOf(target, maxKeyBytes);
+    if (key === null) return null;
+    const started = performance.now();
+    const found = readStale(service, key);
+    if (found === null) return null;
+    const body = bodyOf(found);
+    const headerLines =
+      `etag: "${found.modRevision}"\r\nx-flotilla-create-revision: ${found.createRevision}\r\n` +
+      `x-flotilla-version: ${found.version}\r\ncontent-type: application/octet-stream\r\ncontent-length: ${body.byteLength}\r\n`;
+    service.observeHttp('GET', KV_ROUTE, 200, (performance.now() - started) / 1000);
+    return { headerLines, body };
+  };
+}
+
+/** Answers the request and returns true if it is a stale GET of a key that exists; else false. */
+export function answerStaleRead(service: KvService, maxKeyBytes: number, req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method !== 'GET' || req.url === undefined) return false;
+  // A GET with a body is Fastify's to handle (and to drain).
+  if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) return false;
+  const key = plainKeyOf(req.url, maxKeyBytes);
+  if (key === null) return false;
+  const started = performance.now();
+  const found = readStale(service, key);
+  if (found === null) return false;
+  const body = bodyOf(found);
   // The Fastify route's headers, in its order and case (Fastify adds content-length last).
   res.writeHead(200, {
     etag: `"${found.modRevision}"`,

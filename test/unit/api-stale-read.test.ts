@@ -151,3 +151,28 @@ describe('GET ?consistency=stale before Fastify', () => {
     expect(r).toContain('"code":"SHUTTING_DOWN"');
   });
 });
+
+describe('the front door in the member API', () => {
+  test('close() does not wait for a keep-alive connection the front door answered on', async () => {
+    const own = buildApi(kv as unknown as KvService, {
+      logger: pino({ level: 'silent' }),
+      maxKeyBytes: MAX_KEY_BYTES,
+      maxValueBytes: 1024,
+      forwardToLeader: false,
+      requestTimeoutMs: 1000,
+    });
+    await own.listen({ host: '127.0.0.1', port: 0 });
+    const socket = connect((own.server.address() as AddressInfo).port, '127.0.0.1');
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    const answered = new Promise<string>((resolve) => socket.once('data', (c: Buffer) => resolve(c.toString('latin1'))));
+    socket.write('GET /v1/kv/view?consistency=stale HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(await answered).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*\r\nConnection: keep-alive\r\nKeep-Alive: timeout=72\r\n\r\nHELLO$/);
+    const gets = kv.gets.length;
+    // Fastify closes the server, and the idle keep-alive connection with it: were it left open,
+    // close() would wait for its 72 s keep-alive timeout and the test would time out.
+    await own.close();
+    await closed;
+    expect(kv.gets.length).toBe(gets);
+  });
+});
