@@ -168,6 +168,7 @@ export class Member implements KvService {
   static async start(config: ServeConfig, options: MemberOptions): Promise<Member> {
     const log = options.logger.child({ member: config.name });
     const storage = await LevelStorage.open(config.dataDir, { landDelayMs: LAND_DELAY_MS });
+    let member: Member | undefined;
     try {
       const { state, peers } = await openState(config, storage, log);
       const ticks = Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));
@@ -182,7 +183,7 @@ export class Member implements KvService {
         },
         state,
       );
-      const member = new Member(config, storage, core, options);
+      member = new Member(config, storage, core, options);
       member.#persistedTerm = state.hardState.term;
       member.#persistedVote = state.hardState.vote;
       for (const p of peers) member.#addresses.set(p.name, p.peerUrl);
@@ -195,6 +196,9 @@ export class Member implements KvService {
       );
       return member;
     } catch (err) {
+      // A listener that did open (the peer port, when the client port is taken) would let peers
+      // drive the loop against a closed database: stop everything this start began first.
+      if (member !== undefined) await member.#abortStart().catch(() => {});
       await storage.close().catch(() => {});
       throw err;
     }
@@ -688,6 +692,17 @@ export class Member implements KvService {
     await this.#transport.close();
     await this.#storage.close();
     this.#log.info({}, 'member stopped');
+  }
+
+  /** Undoes a start that failed part-way: no loop, timers, listeners or peer connections left. */
+  async #abortStart(): Promise<void> {
+    this.#stopping = true;
+    if (this.#ticker) clearInterval(this.#ticker);
+    if (this.#progressTimer) clearInterval(this.#progressTimer);
+    await this.#clientApp?.close();
+    await this.#peerApp?.close();
+    for (let i = 0; i < 400 && (this.#loopRunning || this.#loopScheduled); i++) await sleep(5);
+    await this.#transport.close();
   }
 
   async #handOffLeadership(): Promise<void> {
