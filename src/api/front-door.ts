@@ -165,37 +165,42 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
   };
 
   /** Serves read bytes: answers what the door takes, waits for a slow reader, hands over the rest. */
-  const serve = (socket: Socket, data: Buffer): void => {
-    if (options.passAll()) {
-      handOver(socket, data);
-      return;
+  const serve = (socket: Socket, read: Buffer): void => {
+    let data = read;
+    for (;;) {
+      if (options.passAll()) {
+        handOver(socket, data);
+        return;
+      }
+      const { at, stop } = answer(socket, data);
+      if (stop === 'close') {
+        // As Node's server does after a `Connection: close` request: nothing more is read.
+        // The keep-alive timer still runs: a client that never closes its side is cut off by it.
+        release(socket);
+        socket.on('error', ignore);
+        socket.on('timeout', () => socket.destroy());
+        socket.end();
+        return;
+      }
+      if (stop === 'other') {
+        handOver(socket, at === 0 ? data : data.subarray(at));
+        return;
+      }
+      const rest = data.subarray(at);
+      if (socket.writableNeedDrain) {
+        // A client that does not read its answers is not read (nor answered) either until it
+        // has caught up; the requests already read wait here, unanswered.
+        socket.pause();
+        socket.once('drain', () => {
+          if (!held.has(socket)) return;
+          socket.resume();
+          if (rest.length > 0) serve(socket, rest);
+        });
+        return;
+      }
+      if (rest.length === 0) return;
+      data = rest;
     }
-    const { at, stop } = answer(socket, data);
-    if (stop === 'close') {
-      // As Node's server does after a `Connection: close` request: nothing more is read.
-      // The keep-alive timer still runs: a client that never closes its side is cut off by it.
-      release(socket);
-      socket.on('error', ignore);
-      socket.on('timeout', () => socket.destroy());
-      socket.end();
-      return;
-    }
-    if (stop === 'other') {
-      handOver(socket, at === 0 ? data : data.subarray(at));
-      return;
-    }
-    if (!socket.writableNeedDrain) {
-      if (stop === 'bound') serve(socket, data.subarray(at));
-      return;
-    }
-    // A client that does not read its answers is not read (nor answered) either until it has
-    // caught up; the requests already read wait here, unanswered.
-    socket.pause();
-    socket.once('drain', () => {
-      if (!held.has(socket)) return;
-      socket.resume();
-      if (stop === 'bound') serve(socket, data.subarray(at));
-    });
   };
 
   const accept = (socket: Socket): void => {
