@@ -2,7 +2,7 @@
 // processes), both on 127.0.0.1 with free ports and data in temp dirs, with the same small
 // interface: start, wait for a leader, find the leader's client URL, write a sentinel to read the
 // store revision, restart a member, stop.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, http, makeTempDir, removeTempDir, sleep, startChild, stopChild } from './proc.mjs';
 
@@ -35,6 +35,32 @@ async function waitFor(what, timeoutMs, probe) {
     if (r) return r;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(50);
+  }
+}
+
+/**
+ * Spawns a cluster and waits for it. freePort() finds a port free, but another process may take
+ * it before the member binds it (two clusters start side by side here, and every outgoing
+ * connection takes an ephemeral port): a member that lost that race exits with EADDRINUSE. Then
+ * the cluster is stopped and started again on new ports, up to 3 times.
+ */
+async function startRetryingPorts(spawnCluster, tries = 3) {
+  for (let attempt = 1; ; attempt++) {
+    const cluster = await spawnCluster();
+    try {
+      await cluster.waitReady();
+      return cluster;
+    } catch (err) {
+      const lostRace = cluster.members.some((m) => {
+        try {
+          return /EADDRINUSE|address already in use/.test(readFileSync(m.logFile, 'utf8'));
+        } catch {
+          return false;
+        }
+      });
+      if (!lostRace || attempt >= tries) throw err;
+      await cluster.stop();
+    }
   }
 }
 
@@ -73,16 +99,17 @@ class Cluster {
 
 export class FlotillaCluster extends Cluster {
   /** @param {{ size: number, repo: string, extraFlags?: string[], nodeFlags?: (m) => string[] }} options */
-  static async start({ size, repo, extraFlags = [], nodeFlags = () => [] }) {
-    const dir = await makeTempDir(`flotilla${size}`);
-    const members = await allocateMembers(size, 'n', dir);
-    const cluster = new FlotillaCluster('flotilla', members, dir);
-    cluster.repo = repo;
-    cluster.extraFlags = extraFlags;
-    cluster.initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
-    for (const m of members) cluster.spawn(m, nodeFlags(m));
-    await cluster.waitReady();
-    return cluster;
+  static start({ size, repo, extraFlags = [], nodeFlags = () => [] }) {
+    return startRetryingPorts(async () => {
+      const dir = await makeTempDir(`flotilla${size}`);
+      const members = await allocateMembers(size, 'n', dir);
+      const cluster = new FlotillaCluster('flotilla', members, dir);
+      cluster.repo = repo;
+      cluster.extraFlags = extraFlags;
+      cluster.initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+      for (const m of members) cluster.spawn(m, nodeFlags(m));
+      return cluster;
+    });
   }
 
   spawn(m, nodeFlags = []) {
@@ -219,15 +246,16 @@ export class FlotillaCluster extends Cluster {
 
 export class EtcdCluster extends Cluster {
   /** @param {{ size: number, etcdBin: string }} options */
-  static async start({ size, etcdBin }) {
-    const dir = await makeTempDir(`etcd${size}`);
-    const members = await allocateMembers(size, 'e', dir);
-    const cluster = new EtcdCluster('etcd', members, dir);
-    cluster.etcdBin = etcdBin;
-    cluster.initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
-    for (const m of members) cluster.spawn(m);
-    await cluster.waitReady();
-    return cluster;
+  static start({ size, etcdBin }) {
+    return startRetryingPorts(async () => {
+      const dir = await makeTempDir(`etcd${size}`);
+      const members = await allocateMembers(size, 'e', dir);
+      const cluster = new EtcdCluster('etcd', members, dir);
+      cluster.etcdBin = etcdBin;
+      cluster.initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+      for (const m of members) cluster.spawn(m);
+      return cluster;
+    });
   }
 
   spawn(m) {
@@ -315,7 +343,6 @@ export async function preload(cluster, count, valueBytes) {
   if (failed > 0) throw new Error(`${cluster.kind}: ${failed} preload writes failed`);
 }
 
-/** A bare Fastify server (the Node ceiling reference). */
 /** A reference server of ours (test/bench/bare-*.mjs) on a free port: the Node ceilings. */
 export class BareServer {
   /** @param {{ repo: string, dir: string, script: string, probe: (url: string) => Promise<boolean> }} options */
