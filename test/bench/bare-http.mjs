@@ -1,8 +1,8 @@
-// The Node ceiling for a read: a bare node:http server, one thread, that answers every GET with a
-// 200 and a 100-byte body, as a stale read of a 100-byte value does (flotilla answers those from
-// Node's request event too, before Fastify: src/api/stale-read.ts). No routing, no lookup, no
-// logging: whatever one Node process can answer per second on this machine, loaded by the same
-// generator, bounds what any one-member read path in Node can reach.
+// What node:http alone answers for a read: a bare node:http server, one thread, that answers every
+// GET with a 200 and a 100-byte body, as a stale read of a 100-byte value does. No routing, no
+// lookup, no logging: the most any read path through Node's HTTP server could reach on this
+// machine, loaded by the same generator. flotilla's stale reads mostly skip node:http (they are
+// answered from the socket: src/api/front-door.ts), so they can pass this figure.
 //
 //   node test/bench/bare-http.mjs PORT      prints "listening PORT" once it is ready
 import { createServer } from 'node:http';

@@ -23,6 +23,7 @@ import { BareServer, EtcdCluster, FlotillaCluster, preload } from './lib/cluster
 import { diskPart, joinPart, rejoinPart } from './lib/durability.mjs';
 import { loadUniqueKeys } from './lib/load.mjs';
 import { mergeResults, PARTS } from './lib/merge.mjs';
+import { startProbe } from './lib/probe.mjs';
 import { cleanup, cpuSeconds, installExitHandlers, keepTempDirs, makeTempDir, memoryOf, run, sleep, which } from './lib/proc.mjs';
 import { renderDurabilitySvg } from './lib/report-durability.mjs';
 import { renderMarkdown, renderSvg, resultsFromMarkdown, sizeLabel } from './lib/report.mjs';
@@ -144,7 +145,8 @@ const ms = (v) => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v < 100 ? v.toF
 function describe(r) {
   const err = r.errors > 0 ? `, ${n0(r.errors)} errors ${JSON.stringify(r.errorDetail)}` : '';
   const cpu = Number.isFinite(r.cpuUsPerReq) ? `, ${n0(r.cpuUsPerReq)} µs CPU/req (${r.cpuCores.toFixed(2)} cores)` : '';
-  return `${n0(r.rps)} req/s, p50 ${ms(r.p50Ms)} ms, p99 ${ms(r.p99Ms)} ms${cpu}${err}`;
+  const probe = r.probe ? `; probe p50 ${ms(r.probe.p50Ms)} ms, p99 ${ms(r.probe.p99Ms)} ms, max ${ms(r.probe.maxMs)} ms` : '';
+  return `${n0(r.rps)} req/s, p50 ${ms(r.p50Ms)} ms, p99 ${ms(r.p99Ms)} ms${cpu}${err}${probe}`;
 }
 
 // ------------------------------------------------------------------ environment
@@ -221,6 +223,17 @@ function summarize(rounds) {
     rpsMax: Math.max(...rounds.map((r) => r.rps)),
     p50Ms: mean(rounds.map((r) => r.p50Ms)),
     p99Ms: mean(rounds.map((r) => r.p99Ms)),
+    ...(rounds.every((r) => r.probe)
+      ? {
+          probe: {
+            connections: PROBE_CONNECTIONS,
+            requests: rounds.reduce((a, r) => a + r.probe.requests, 0),
+            p50Ms: mean(rounds.map((r) => r.probe.p50Ms)),
+            p99Ms: mean(rounds.map((r) => r.probe.p99Ms)),
+            maxMs: Math.max(...rounds.map((r) => r.probe.maxMs)),
+          },
+        }
+      : {}),
     cpuUsPerReq: mean(rounds.map((r) => r.cpuUsPerReq)),
     cpuCores: mean(rounds.map((r) => r.cpuCores)),
     errors: rounds.reduce((a, r) => a + r.errors, 0),
@@ -253,24 +266,35 @@ function systemsFor(flotilla, etcd) {
  * a sentinel write) must have moved by at least the successful answers: otherwise answers were
  * not committed writes (a redirect, say) and the run is flagged.
  */
-async function measure(sys, { op, connections, seconds, keys, valueBytes = 100 }, notes, label) {
+async function measure(sys, { op, connections, seconds, keys, valueBytes = 100, probe = 0 }, notes, label) {
   sys.cluster.checkAlive();
   const leader = await sys.cluster.leader();
   const rev0 = op === 'put' ? await sys.cluster.revision(leader) : NaN;
   const cpu0 = clusterCpu(sys.cluster);
-  const r = await runWrk({ repo: REPO, url: leader.clientUrl, mode: sys.modes[op], connections, seconds, valueBytes, keys });
+  // With a probe, `probe` of the connections are the probe's (lib/probe.mjs), the rest wrk's.
+  const prober = probe > 0 ? startProbe({ url: leader.clientUrl, system: sys.id, op, connections: probe, keys, valueBytes }) : null;
+  const r = await runWrk({ repo: REPO, url: leader.clientUrl, mode: sys.modes[op], connections: connections - probe, seconds, valueBytes, keys });
+  if (prober) {
+    r.probe = await prober.stop();
+    r.rps += r.probe.requests / r.seconds;
+    r.requests += r.probe.requests;
+    r.errors += r.probe.errors;
+  }
   addCpu(r, cpu0, clusterCpu(sys.cluster));
   const after = await sys.cluster.leader();
   if (after !== leader) notes.push(`${label}: the ${sys.id} leader moved from ${leader.name} to ${after.name} during the run.`);
   if (op === 'put') {
     const rev1 = await sys.cluster.revision(after);
     r.committed = rev1 - rev0 - 1;
-    const ok = r.requests - r.errorDetail.status;
+    const ok = r.requests - r.errorDetail.status - (r.probe?.errors ?? 0);
     if (!(r.committed >= ok * 0.99)) notes.push(`${label}: ${sys.id} answered ${ok} writes but its revision moved by ${r.committed}.`);
   }
   if (r.errors > 0) notes.push(`${label}: ${sys.id} had ${r.errors} errors ${JSON.stringify(r.errorDetail)}.`);
   return r;
 }
+
+/** At 64 connections and more, this many of them are a latency probe's (lib/probe.mjs). */
+const PROBE_CONNECTIONS = 4;
 
 const MAIN_POINTS = [
   { id: 'put-1', label: 'put, 1 connection', op: 'put', connections: 1, issue: { rps: 1375, p50Ms: 0.7, p99Ms: 1.5 } },
@@ -309,7 +333,8 @@ async function mainPoints(ctx) {
     for (let r = 1; r <= options.rounds; r++) {
       for (const sys of systems) {
         const label = `${p.label} · ${sys.id} · round ${r}/${options.rounds}`;
-        const res = await measure(sys, { op: p.op, connections: p.connections, seconds: options.seconds, keys: options.keySpace }, notes, p.label);
+        const probe = p.connections >= 64 ? PROBE_CONNECTIONS : 0;
+        const res = await measure(sys, { op: p.op, connections: p.connections, seconds: options.seconds, keys: options.keySpace, probe }, notes, p.label);
         rounds[sys.id].push(res);
         say(`(${step}/${total}) ${label}: ${describe(res)}`);
       }
