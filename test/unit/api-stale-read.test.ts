@@ -51,14 +51,18 @@ function get(path: string, extraHeaders = ''): Promise<string> {
   return exchange(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${extraHeaders}Connection: close\r\n\r\n`);
 }
 
-beforeAll(async () => {
-  app = buildApi(kv as unknown as KvService, {
+function newApi(): FastifyInstance {
+  return buildApi(kv as unknown as KvService, {
     logger: pino({ level: 'silent' }),
     maxKeyBytes: MAX_KEY_BYTES,
     maxValueBytes: 1024,
     forwardToLeader: false,
     requestTimeoutMs: 1000,
   });
+}
+
+beforeAll(async () => {
+  app = newApi();
   await app.listen({ host: '127.0.0.1', port: 0 });
   port = (app.server.address() as AddressInfo).port;
 });
@@ -154,13 +158,7 @@ describe('GET ?consistency=stale before Fastify', () => {
 
 describe('the front door in the member API', () => {
   test('close() does not wait for a keep-alive connection the front door answered on', async () => {
-    const own = buildApi(kv as unknown as KvService, {
-      logger: pino({ level: 'silent' }),
-      maxKeyBytes: MAX_KEY_BYTES,
-      maxValueBytes: 1024,
-      forwardToLeader: false,
-      requestTimeoutMs: 1000,
-    });
+    const own = newApi();
     await own.listen({ host: '127.0.0.1', port: 0 });
     const socket = connect((own.server.address() as AddressInfo).port, '127.0.0.1');
     const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
