@@ -32,7 +32,7 @@ import type { LeaseRecord, WatchEvent } from '../kv/kv-state.js';
 import type { ConfigState, Entry, EntryType, HardState, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { ByteReader, ByteWriter, isU64, readU64, U64_BYTES } from '../util/bytes.js';
-import { crc32 } from '../util/crc32.js';
+import { crc32 } from './crc32.js';
 
 /** Builds the error for a value that does not decode; the caller knows where it came from. */
 export type Fail = (reason: string) => Error;

@@ -37,7 +37,7 @@ import { CorruptDataError } from '../kv/errors.js';
 import type { SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { ByteReader, ByteWriter, isU64, U64_BYTES } from '../util/bytes.js';
-import { crc32 } from '../util/crc32.js';
+import { crc32 } from './crc32.js';
 import { encodeConfig, readConfig } from './level-format.js';
 import { syncPath } from './sync-path.js';
 

@@ -35,7 +35,7 @@ import { join } from 'node:path';
 import { CorruptDataError } from '../kv/errors.js';
 import type { Entry, EntryType, HardState } from '../raft/types.js';
 import { assert } from '../util/assert.js';
-import { crc32 } from '../util/crc32.js';
+import { crc32 } from './crc32.js';
 import { decodeHardState, encodeHardState } from './level-format.js';
 import { syncPath } from './sync-path.js';
 

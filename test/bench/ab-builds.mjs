@@ -4,7 +4,7 @@
 // members used per request (the figure that matters on a 2-core machine shared with wrk).
 //
 //   node test/bench/ab-builds.mjs --a=REF --b=REF [--points=put-1,put-64,put-256,get-64,stale-64]
-//                                 [--seconds=6] [--rounds=2]
+//                                 [--seconds=6] [--rounds=2] [--value-bytes=100]
 //
 // REF is a git commit (built in a temp dir with `git archive`, never touching the work tree) or
 // `dist` for a copy of the current dist/. Example: --a=HEAD~3 --b=dist.
@@ -18,7 +18,7 @@ const REPO = resolve(import.meta.dirname, '../..');
 const MODES = { put: 'flotilla-put', get: 'flotilla-get', stale: 'flotilla-get-stale' };
 
 function parseArgs(argv) {
-  const o = { a: null, b: null, points: ['put-1', 'put-64', 'put-256'], seconds: 6, rounds: 2 };
+  const o = { a: null, b: null, points: ['put-1', 'put-64', 'put-256'], seconds: 6, rounds: 2, valueBytes: 100 };
   for (const arg of argv) {
     const [k, v] = arg.split('=');
     if (k === '--a') o.a = v;
@@ -26,23 +26,25 @@ function parseArgs(argv) {
     else if (k === '--points') o.points = v.split(',');
     else if (k === '--seconds') o.seconds = Number(v);
     else if (k === '--rounds') o.rounds = Number(v);
+    else if (k === '--value-bytes') o.valueBytes = Number(v);
     else throw new Error(`unknown option ${arg} (see the header of ${import.meta.filename})`);
   }
   if (!o.a || !o.b) throw new Error('--a=REF and --b=REF are required');
   for (const p of o.points) if (!/^(put|get|stale)-\d+$/.test(p)) throw new Error(`bad point ${p}`);
   if (!(o.seconds >= 1 && o.seconds <= 120) || !(o.rounds >= 1 && o.rounds <= 10)) throw new Error('--seconds 1..120, --rounds 1..10');
+  if (!(Number.isInteger(o.valueBytes) && o.valueBytes >= 1 && o.valueBytes <= 1024 * 1024)) throw new Error('--value-bytes 1..1048576');
   return o;
 }
 
-async function measure(build, point, seconds) {
+async function measure(build, point, seconds, valueBytes) {
   const [op, conns] = point.split('-');
   const cluster = await FlotillaCluster.start({ size: 3, repo: build.dir });
   try {
-    await preload(cluster, 10_000, 100);
+    await preload(cluster, 10_000, 100); // the keys exist; puts replace them with --value-bytes values
     const leader = await cluster.leader();
     const pids = cluster.members.map((m) => m.child.pid);
     const before = pids.map(cpuSeconds);
-    const w = await runWrk({ repo: REPO, url: leader.clientUrl, mode: MODES[op], connections: Number(conns), seconds, threads: Number(conns) === 1 ? 1 : 2 });
+    const w = await runWrk({ repo: REPO, url: leader.clientUrl, mode: MODES[op], connections: Number(conns), seconds, valueBytes, threads: Number(conns) === 1 ? 1 : 2 });
     const cpu = pids.map(cpuSeconds).reduce((sum, after, i) => sum + after - before[i], 0);
     return { rps: w.rps, p50: w.p50Ms, p99: w.p99Ms, errors: w.errors, usPerReq: (cpu * 1e6) / Math.max(1, w.requests) };
   } finally {
@@ -60,7 +62,7 @@ async function main() {
   for (let round = 0; round < o.rounds; round++) {
     for (const point of o.points) {
       for (const side of ['a', 'b']) {
-        const r = await measure(builds[side], point, o.seconds);
+        const r = await measure(builds[side], point, o.seconds, o.valueBytes);
         (rows[`${point} ${side}`] ??= []).push(r);
         say(`round ${round + 1}/${o.rounds} ${point} ${side.toUpperCase()}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(1)} ms, ${Math.round(r.usPerReq)} us CPU/req, ${r.errors} errors`);
         await sleep(300);
