@@ -145,9 +145,22 @@ export interface PersistedState {
   readonly revision: number;
 }
 
+/**
+ * LevelDB's write buffer (its memtable) unless told otherwise: 16 MiB, against LevelDB's own 4 MiB.
+ * Every applied write, and its history record, goes through it; a larger one flushes to table
+ * files a quarter as often, and the background compaction that follows each flush was what
+ * capped large-value writes: put at 64 connections with 64 KiB values went from ~300 to ~350
+ * writes/s and its p99 from ~0.7-1.2 s to ~0.4 s (scratch A/B), neutral at 100 bytes. It costs
+ * up to twice the difference in memory (a full memtable and the one being flushed) and, on a
+ * restart after a crash, up to one buffer of LevelDB's own log to replay.
+ */
+export const DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024;
+
 export interface LevelStorageOptions {
   /** LevelDB's block cache, in bytes (LevelDB's default is 8 MiB). */
   readonly cacheSizeBytes?: number;
+  /** LevelDB's write buffer, in bytes (default DEFAULT_WRITE_BUFFER_BYTES). */
+  readonly writeBufferBytes?: number;
   /** How many of the most recent revisions keep their watch history (default 10,000; at least 1). */
   readonly historyRetention?: number;
   /** The size of a write-ahead log segment file (default WAL_SEGMENT_BYTES; tests use small ones). */
@@ -357,9 +370,13 @@ export class LevelStorage {
     if (!Number.isSafeInteger(retention) || retention < 1) {
       throw new InvalidArgumentError(`historyRetention must be a positive integer, got ${retention}`);
     }
+    const writeBufferBytes = options.writeBufferBytes ?? DEFAULT_WRITE_BUFFER_BYTES;
+    if (!Number.isSafeInteger(writeBufferBytes) || writeBufferBytes < 64 * 1024) {
+      throw new InvalidArgumentError(`writeBufferBytes must be an integer of at least 64 KiB, got ${writeBufferBytes}`);
+    }
     await mkdir(dataDir, { recursive: true });
     const db: Db = new Level<Buffer, Buffer>(join(dataDir, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-    await db.open(options.cacheSizeBytes === undefined ? {} : { cacheSize: options.cacheSizeBytes });
+    await db.open({ writeBufferSize: writeBufferBytes, ...(options.cacheSizeBytes === undefined ? {} : { cacheSize: options.cacheSizeBytes }) });
     const walOptions = options.walSegmentBytes === undefined ? {} : { segmentBytes: options.walSegmentBytes };
     const landDelayMs = options.landDelayMs ?? 0;
     if (!Number.isFinite(landDelayMs) || landDelayMs < 0) throw new InvalidArgumentError(`landDelayMs must be 0 or more, got ${landDelayMs}`);
