@@ -135,7 +135,7 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
 
   /** Answers the door's requests at the start of `data` (at most a bound's worth) and writes them. */
   const answer = (socket: Socket, data: Buffer): { at: number; stop: Stop } => {
-    const out: (string | Uint8Array)[] = [];
+    const out: Answer[] = [];
     let at = 0;
     let stop: Stop = 'all';
     let answerBytes = 0;
@@ -152,7 +152,7 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
         break;
       }
       const status = `HTTP/1.1 200 OK\r\n${found.headerLines}Date: ${httpDate()}\r\n${head!.close ? 'Connection: close\r\n\r\n' : keepAliveLine()}`;
-      out.push(status, found.body);
+      out.push({ status, body: found.body });
       answerBytes += status.length + found.body.byteLength;
       at = end + HEAD_END.length;
       if (head!.close) {
@@ -175,11 +175,8 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
       const { at, stop } = answer(socket, data);
       if (stop === 'close') {
         // As Node's server does after a `Connection: close` request: nothing more is read.
-        // The keep-alive timer still runs: a client that never closes its side is cut off by it.
         release(socket);
-        socket.on('error', ignore);
-        socket.on('timeout', () => socket.destroy());
-        socket.end();
+        endAfterAnswers(socket);
         return;
       }
       if (stop === 'other') {
@@ -244,13 +241,8 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
   const closeHeld = (force: boolean): void => {
     for (const socket of [...held.keys()]) {
       release(socket);
-      if (force || socket.writableLength === 0) {
-        socket.destroy();
-      } else {
-        socket.on('error', ignore);
-        socket.on('timeout', () => socket.destroy());
-        socket.end();
-      }
+      if (force || socket.writableLength === 0) socket.destroy();
+      else endAfterAnswers(socket);
     }
   };
   for (const method of ['close', 'closeIdleConnections', 'closeAllConnections'] as const) {
@@ -268,32 +260,40 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
 
 function ignore(): void {}
 
-/** Writes the answers of one chunk: a single buffer when they are small, else head and body apart. */
-function write(socket: Socket, out: (string | Uint8Array)[]): void {
+/** One answer: its status line and headers (latin1), and its body. */
+interface Answer {
+  readonly status: string;
+  readonly body: Uint8Array;
+}
+
+/** Writes answers: as one buffer when their bodies are small, else each head and body apart. */
+function write(socket: Socket, out: readonly Answer[]): void {
   if (out.length === 0) return;
-  let bytes = 0;
-  let large = false;
-  for (let i = 0; i < out.length; i += 2) {
-    const body = out[i + 1] as Uint8Array;
-    bytes += (out[i] as string).length + body.byteLength;
-    if (body.byteLength >= COPY_LIMIT_BYTES) large = true;
-  }
-  if (!large) {
-    const buffer = Buffer.allocUnsafe(bytes);
+  if (out.every((a) => a.body.byteLength < COPY_LIMIT_BYTES)) {
+    const buffer = Buffer.allocUnsafe(out.reduce((n, a) => n + a.status.length + a.body.byteLength, 0));
     let at = 0;
-    for (let i = 0; i < out.length; i += 2) {
-      at += buffer.write(out[i] as string, at, 'latin1');
-      buffer.set(out[i + 1] as Uint8Array, at);
-      at += (out[i + 1] as Uint8Array).byteLength;
+    for (const a of out) {
+      at += buffer.write(a.status, at, 'latin1');
+      buffer.set(a.body, at);
+      at += a.body.byteLength;
     }
     socket.write(buffer);
     return;
   }
   socket.cork();
-  for (let i = 0; i < out.length; i += 2) {
-    socket.write(out[i] as string, 'latin1');
-    const body = out[i + 1] as Uint8Array;
-    if (body.byteLength > 0) socket.write(body);
+  for (const a of out) {
+    socket.write(a.status, 'latin1');
+    if (a.body.byteLength > 0) socket.write(a.body);
   }
   socket.uncork();
+}
+
+/**
+ * Ends a connection the door has let go of once its answers are written; a reader that never
+ * takes them is cut off by the keep-alive timer, which keeps running.
+ */
+function endAfterAnswers(socket: Socket): void {
+  socket.on('error', ignore);
+  socket.on('timeout', () => socket.destroy());
+  socket.end();
 }

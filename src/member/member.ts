@@ -686,10 +686,7 @@ export class Member implements KvService {
     for (let i = 0; i < 100 && this.#proposals.size > 0; i++) await sleep(10);
     this.#proposals.failAll(() => new OutcomeUnknownError('The member shut down before the write was confirmed'));
     this.#reads.failAll(() => new ShuttingDownError());
-    await this.#clientApp?.close();
-    await this.#peerApp?.close();
-    for (let i = 0; i < 400 && (this.#loopRunning || this.#loopScheduled); i++) await sleep(5);
-    await this.#transport.close();
+    await this.#closeListenersAndLoop();
     await this.#storage.close();
     this.#log.info({}, 'member stopped');
   }
@@ -699,6 +696,11 @@ export class Member implements KvService {
     this.#stopping = true;
     if (this.#ticker) clearInterval(this.#ticker);
     if (this.#progressTimer) clearInterval(this.#progressTimer);
+    await this.#closeListenersAndLoop();
+  }
+
+  /** Closes the client and peer listeners, lets the Ready in flight finish, closes the peer links. */
+  async #closeListenersAndLoop(): Promise<void> {
     await this.#clientApp?.close();
     await this.#peerApp?.close();
     for (let i = 0; i < 400 && (this.#loopRunning || this.#loopScheduled); i++) await sleep(5);
