@@ -32,9 +32,17 @@ export interface KvRecord extends KeyMeta {
   readonly value: Uint8Array;
 }
 
-/** The stored form of a key (one copy of the value, into the new buffer). */
-export function encodeRecord(meta: KeyMeta, value: Uint8Array): Buffer {
-  return new ByteWriter(HEADER_BYTES + value.byteLength)
+/** The size of a key's stored form. */
+export function recordBytes(value: Uint8Array): number {
+  return HEADER_BYTES + value.byteLength;
+}
+
+/**
+ * The stored form of a key (one copy of the value), in a new buffer or in `into`, which must be
+ * recordBytes(value) long.
+ */
+export function encodeRecord(meta: KeyMeta, value: Uint8Array, into?: Buffer): Buffer {
+  return new ByteWriter(recordBytes(value), into)
     .u8(RECORD_FORMAT_VERSION)
     .u64(meta.createRevision)
     .u64(meta.modRevision)

@@ -356,18 +356,30 @@ export function historyKeyRevision(key: Buffer, fail: Fail): number {
   return revision;
 }
 
-/** The events of one revision, values included (one copy of each). */
-export function encodeEvents(events: readonly WatchEvent[]): Buffer {
+/**
+ * The events of one revision, values included (one copy of each), in a new buffer or in `into`,
+ * which must be eventsBytes(events) long.
+ */
+export function encodeEvents(events: readonly WatchEvent[], into?: Buffer): Buffer {
   const keyBytes = events.map((e) => Buffer.byteLength(e.key, 'utf8'));
-  let size = 1 + 4;
-  for (let i = 0; i < events.length; i++) size += EVENT_FIXED_BYTES + keyBytes[i] + events[i].value.byteLength;
-  const w = new ByteWriter(size).u8(HISTORY_FORMAT_VERSION).u32(events.length);
+  const w = new ByteWriter(eventsSize(events, keyBytes), into).u8(HISTORY_FORMAT_VERSION).u32(events.length);
   for (let i = 0; i < events.length; i++) {
     const e = events[i];
     w.u8(e.type === 'put' ? 0 : 1).u16(keyBytes[i]).utf8(e.key, keyBytes[i]);
     w.u64(e.createRevision).u64(e.version).u64(e.lease).u32(e.value.byteLength).bytes(e.value);
   }
   return w.done();
+}
+
+/** The size of the stored form of a revision's events (encodeEvents writes into a buffer this long). */
+export function eventsBytes(events: readonly WatchEvent[]): number {
+  return eventsSize(events, events.map((e) => Buffer.byteLength(e.key, 'utf8')));
+}
+
+function eventsSize(events: readonly WatchEvent[], keyBytes: readonly number[]): number {
+  let size = 1 + 4;
+  for (let i = 0; i < events.length; i++) size += EVENT_FIXED_BYTES + keyBytes[i] + events[i].value.byteLength;
+  return size;
 }
 
 /**

@@ -50,7 +50,7 @@ import { join } from 'node:path';
 import { Level, type BatchOperation } from 'level';
 import { validateKey } from '../kv/command.js';
 import { CompactedError, CorruptDataError, InvalidArgumentError } from '../kv/errors.js';
-import { decodeRecord, decodeRecordMeta, encodeRecord, type KvRecord } from '../kv/kv-record.js';
+import { decodeRecord, decodeRecordMeta, encodeRecord, recordBytes, type KvRecord } from '../kv/kv-record.js';
 import {
   planApply,
   runApply,
@@ -77,6 +77,7 @@ import {
   decodeSnapshotMeta,
   encodeApplied,
   encodeEvents,
+  eventsBytes,
   encodeGeneration,
   encodeInstalling,
   encodeLease,
@@ -223,8 +224,19 @@ export interface ListPage {
 
 type Db = Level<Buffer, Buffer>;
 type Sublevel<K> = ReturnType<typeof openSublevel<K>>;
+/**
+ * A value encoded only when LevelDB takes the batch. The binding copies every value before the
+ * call returns, so these are written into one buffer kept from batch to batch: a key's record and
+ * its history record each hold a copy of the value, and with large values, allocating both per
+ * write was most of the memory V8 counted against the heap, and of its full collections.
+ */
+interface LateValue {
+  readonly byteLength: number;
+  /** Writes the value into `target`, which is byteLength long. */
+  writeInto(target: Buffer): void;
+}
 /** Keys are Buffers (log, kv) or strings (meta); each op names its sublevel, which encodes it. */
-type BatchOps = BatchOperation<Db, Buffer | string, Buffer>[];
+type BatchOps = BatchOperation<Db, Buffer | string, Buffer | LateValue>[];
 
 /** Applied writes gathered for one LevelDB batch (LevelStorage#land). */
 interface Gathering {
@@ -329,6 +341,8 @@ export class LevelStorage {
   #landing: Promise<void> | null = null;
   /** How many batches handed to LevelDB are waiting to land (at most MAX_UNLANDED_BATCHES). */
   #unlandedBatches = 0;
+  /** Where #writeBatch encodes late values (see LateValue). */
+  #lateValues = Buffer.alloc(0);
   /** Applied writes not handed to LevelDB yet, gathered over up to landDelayMs (see #land). */
   #gathering: Gathering | null = null;
   readonly #landDelayMs: number;
@@ -1161,18 +1175,44 @@ export class LevelStorage {
   async #writeBatch(ops: BatchOps, sync: boolean): Promise<void> {
     const raw = this.#db as unknown as RawBatchDb;
     if (typeof raw._batch !== 'function' || this.#db.status !== 'open') {
-      await this.#db.batch(ops, { sync });
+      // abstract-level may hold the operations past the call: each late value gets a buffer of its own.
+      const own = ops.map((op) => (op.type === 'put' && !Buffer.isBuffer(op.value) ? { ...op, value: lateValueBuffer(op.value) } : op));
+      await this.#db.batch(own as BatchOperation<Db, Buffer | string, Buffer>[], { sync });
       return;
     }
+    let lateBytes = 0;
+    for (const op of ops) if (op.type === 'put' && !Buffer.isBuffer(op.value)) lateBytes += op.value.byteLength;
+    const arena = this.#lateValueBuffer(lateBytes);
+    let at = 0;
     const encoded: RawOp[] = new Array<RawOp>(ops.length);
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i];
       const key = typeof op.key === 'string' ? Buffer.from(op.key, 'utf8') : op.key;
       const sublevel = (op as { sublevel?: PrefixingSublevel }).sublevel;
       const fullKey = sublevel === undefined ? key : sublevel.prefixKey(key, 'buffer', false);
-      encoded[i] = op.type === 'put' ? { type: 'put', key: fullKey, value: op.value } : { type: 'del', key: fullKey };
+      if (op.type === 'del') {
+        encoded[i] = { type: 'del', key: fullKey };
+        continue;
+      }
+      let value = op.value;
+      if (!Buffer.isBuffer(value)) {
+        const target = arena.subarray(at, at + value.byteLength);
+        value.writeInto(target);
+        at += value.byteLength;
+        value = target;
+      }
+      encoded[i] = { type: 'put', key: fullKey, value };
     }
+    // The binding copies every key and value before _batch returns (classic-level's batch_do):
+    // the buffer is free for the next batch once this call is made.
     await raw._batch(encoded, { sync });
+  }
+
+  /** A buffer for a batch's late values: the one kept for it, grown as needed up to LATE_VALUE_BUFFER_MAX. */
+  #lateValueBuffer(bytes: number): Buffer {
+    if (bytes > LATE_VALUE_BUFFER_MAX) return Buffer.allocUnsafeSlow(bytes);
+    if (this.#lateValues.length < bytes) this.#lateValues = Buffer.allocUnsafeSlow(Math.min(LATE_VALUE_BUFFER_MAX, Math.max(bytes, 2 * this.#lateValues.length)));
+    return this.#lateValues;
   }
 
   /**
@@ -1264,7 +1304,7 @@ export class LevelStorage {
     for (const [key, write] of outcome.writes) {
       const keyBytes = Buffer.from(key, 'utf8');
       if (write === null) ops.push({ type: 'del', sublevel: this.#kv, key: keyBytes });
-      else ops.push({ type: 'put', sublevel: this.#kv, key: keyBytes, value: encodeRecord(write.meta, write.value) });
+      else ops.push({ type: 'put', sublevel: this.#kv, key: keyBytes, value: lateRecord(write) });
     }
     for (const { lease, key, attach } of outcome.leaseKeyChanges) {
       const indexKey = leaseKeysKey(lease, key);
@@ -1283,7 +1323,7 @@ export class LevelStorage {
     }
     for (const { revision, events } of outcome.history) {
       if (revision <= compactRevision) continue; // already out of the window
-      ops.push({ type: 'put', sublevel: this.#history, key: historyKey(revision), value: encodeEvents(events) });
+      ops.push({ type: 'put', sublevel: this.#history, key: historyKey(revision), value: lateEvents(events) });
     }
     const applied: AppliedState = { appliedIndex: outcome.appliedIndex, revision: outcome.revision, compactRevision };
     ops.push({ type: 'put', sublevel: this.#meta, key: APPLIED_KEY, value: encodeApplied(applied) });
@@ -1371,6 +1411,22 @@ function checkReady(state: LogState, counters: KvCounters, ready: Ready): void {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** The largest buffer kept for late values; a batch needing more gets one of its own. */
+const LATE_VALUE_BUFFER_MAX = 4 * 1024 * 1024;
+
+function lateRecord(write: KeyWrite): LateValue {
+  return { byteLength: recordBytes(write.value), writeInto: (target) => encodeRecord(write.meta, write.value, target) };
+}
+
+function lateEvents(events: readonly WatchEvent[]): LateValue {
+  return { byteLength: eventsBytes(events), writeInto: (target) => encodeEvents(events, target) };
+}
+
+function lateValueBuffer(value: LateValue): Buffer {
+  const target = Buffer.allocUnsafe(value.byteLength);
+  value.writeInto(target);
+  return target;
+}
 const INITIAL_HARD_STATE: HardState = { term: 0, vote: null, commit: 0 };
 /** The state machine's LevelDB writes are synced at least this often (the log replays the rest). */
 const STATE_SYNC_INTERVAL_MS = 1000;

@@ -48,8 +48,10 @@ export class ByteWriter {
   readonly #buf: Buffer;
   #offset = 0;
 
-  constructor(size: number) {
-    this.#buf = Buffer.allocUnsafe(size);
+  /** Writes `size` bytes into a new buffer, or into `into` (exactly `size` long) when given. */
+  constructor(size: number, into?: Buffer) {
+    assert(into === undefined || into.length === size, `ByteWriter: a target of ${into?.length} bytes for ${size}`);
+    this.#buf = into ?? Buffer.allocUnsafe(size);
   }
 
   u8(n: number): this {

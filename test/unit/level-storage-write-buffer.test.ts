@@ -1,13 +1,12 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { encodeCommand } from '../../src/kv/command.js';
 import type { Command } from '../../src/kv/command.js';
-import type { Ready } from '../../src/raft/ready.js';
 import type { ConfigState, Entry } from '../../src/raft/types.js';
 import { DEFAULT_WRITE_BUFFER_BYTES, LevelStorage } from '../../src/storage/level-storage.js';
 import type { LevelStorageOptions } from '../../src/storage/level-storage.js';
+import { ready, storeInTempDir } from '../support/level-store.js';
 
 // LevelDB's write buffer is DEFAULT_WRITE_BUFFER_BYTES (16 MiB), not LevelDB's 4 MiB: applied
 // writes stay in its memtable four times longer before a flush writes a table file (and starts
@@ -18,26 +17,12 @@ const CONFIG: ConfigState = { voters: ['n1'], learners: [] };
 const VALUE = Buffer.alloc(128 * 1024, 0x76);
 const WRITES = 40; // 5 MiB of values
 
-let dir: string;
-let storage: LevelStorage | null = null;
-
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'flotilla-write-buffer-'));
-});
-afterEach(async () => {
-  await storage?.close();
-  storage = null;
-  await rm(dir, { recursive: true, force: true });
-});
-
-function ready(parts: Partial<Ready>): Ready {
-  return { softState: null, hardState: null, entries: [], snapshot: null, messages: [], committed: [], readStates: [], mustSync: true, ...parts };
-}
+const t = storeInTempDir('write-buffer');
 
 /** Opens a store, applies WRITES puts of VALUE, and waits until LevelDB has every batch. */
 async function writeValues(options: LevelStorageOptions): Promise<string> {
-  const member = join(dir, 'member');
-  storage = await LevelStorage.open(member, options);
+  const member = join(t.dir, 'member');
+  const storage = (t.storage = await LevelStorage.open(member, options));
   await storage.bootstrap(CONFIG);
   for (let i = 1; i <= WRITES; i++) {
     const command = { op: 'put', requestId: `r${i}`, key: `k${i % 8}`, value: VALUE } as Command;
@@ -72,6 +57,6 @@ describe('LevelDB write buffer', () => {
   });
 
   test('a buffer under 64 KiB is refused', async () => {
-    await expect(LevelStorage.open(join(dir, 'bad'), { writeBufferBytes: 1000 })).rejects.toThrow(/writeBufferBytes/);
+    await expect(LevelStorage.open(join(t.dir, 'bad'), { writeBufferBytes: 1000 })).rejects.toThrow(/writeBufferBytes/);
   });
 });
