@@ -185,6 +185,12 @@ export interface ApplyPlan {
   readonly commands: readonly (Command | null)[];
   /** Each key the commands name, once, in first-mention order. */
   readonly keys: readonly string[];
+  /**
+   * The keys whose stored value the commands read (a txn's value compares and gets). For every
+   * other key only the metadata counts: the caller may read just that (KeyWrite.value then
+   * throws if read).
+   */
+  readonly valueKeys: ReadonlySet<string>;
   /** Each lease id the commands name (put leases, grants, revokes), once. */
   readonly leases: readonly number[];
   /** The leases the batch revokes: the caller reads the keys attached to each. */
@@ -250,19 +256,20 @@ export interface ApplyOutcome extends KvCounters {
 export function planApply(entries: readonly CommittedEntry[], appliedIndex: number): ApplyPlan {
   const commands: (Command | null)[] = [];
   const keys = new Set<string>();
+  const valueKeys = new Set<string>();
   const leases = new Set<number>();
   const revoked = new Set<number>();
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
     assert(entry.index === appliedIndex + 1 + i, `apply: entry ${entry.index} does not follow ${appliedIndex + i}`);
     const command = isKvCommand(entry) ? decodeCommand(entry.data) : null;
-    if (command !== null) nameReads(command, keys, leases, revoked);
+    if (command !== null) nameReads(command, keys, valueKeys, leases, revoked);
     commands.push(command);
   }
-  return { appliedIndex, entries, commands, keys: [...keys], leases: [...leases], revokedLeases: [...revoked] };
+  return { appliedIndex, entries, commands, keys: [...keys], valueKeys, leases: [...leases], revokedLeases: [...revoked] };
 }
 
-function nameReads(command: Command, keys: Set<string>, leases: Set<number>, revoked: Set<number>): void {
+function nameReads(command: Command, keys: Set<string>, valueKeys: Set<string>, leases: Set<number>, revoked: Set<number>): void {
   switch (command.op) {
     case 'put':
       keys.add(command.key);
@@ -272,9 +279,13 @@ function nameReads(command: Command, keys: Set<string>, leases: Set<number>, rev
       keys.add(command.key);
       return;
     case 'txn':
-      for (const c of command.compare) keys.add(c.key);
+      for (const c of command.compare) {
+        keys.add(c.key);
+        if (c.target === 'value') valueKeys.add(c.key);
+      }
       for (const op of [...command.success, ...command.failure]) {
         keys.add(op.key);
+        if (op.op === 'get') valueKeys.add(op.key);
         if (op.op === 'put' && op.lease !== undefined) leases.add(op.lease);
       }
       return;

@@ -50,7 +50,7 @@ import { join } from 'node:path';
 import { Level, type BatchOperation } from 'level';
 import { validateKey } from '../kv/command.js';
 import { CompactedError, CorruptDataError, InvalidArgumentError } from '../kv/errors.js';
-import { decodeRecord, decodeRecordMeta, encodeRecord, recordBytes, type KvRecord } from '../kv/kv-record.js';
+import { decodeRecord, decodeRecordMeta, encodeRecord, recordBytes, type KeyMeta, type KvRecord } from '../kv/kv-record.js';
 import {
   planApply,
   runApply,
@@ -64,7 +64,7 @@ import {
 } from '../kv/kv-state.js';
 import type { Ready } from '../raft/ready.js';
 import type { ConfigState, Entry, HardState, SnapshotMeta } from '../raft/types.js';
-import { assert } from '../util/assert.js';
+import { assert, AssertionError } from '../util/assert.js';
 import {
   APPLIED_KEY,
   decodeApplied,
@@ -1226,18 +1226,21 @@ export class LevelStorage {
   }> {
     if (plan.revokedLeases.length > 0) await this.#landed(); // the lease index is read from LevelDB
     const [keys, leases, attached] = await Promise.all([
-      this.#readKeys(plan.keys),
+      this.#readKeys(plan.keys, plan.valueKeys),
       this.#readLeases(plan.leases),
       Promise.all(plan.revokedLeases.map((id) => this.#readLeaseKeys(id))),
     ]);
     const leaseKeys = new Map(plan.revokedLeases.map((id, i) => [id, attached[i]]));
     const more = [...new Set(attached.flat())].filter((key) => !keys.has(key));
-    if (more.length > 0) for (const [key, record] of await this.#readKeys(more)) keys.set(key, record);
+    if (more.length > 0) for (const [key, record] of await this.#readKeys(more, NO_KEYS)) keys.set(key, record);
     return { keys, leases, leaseKeys };
   }
 
-  /** The stored records of keys (values as views), with one getMany. */
-  async #readKeys(keys: readonly string[]): Promise<Map<string, KeyWrite | null>> {
+  /**
+   * The stored records of keys (values as views). A key outside valueKeys whose metadata is kept
+   * (recent-state.ts) is not read: its KeyWrite has the metadata and a value that throws if read.
+   */
+  async #readKeys(keys: readonly string[], valueKeys: ReadonlySet<string>): Promise<Map<string, KeyWrite | null>> {
     const records = new Map<string, KeyWrite | null>();
     if (keys.length === 0) return records;
     // Synchronous point reads: the records are almost always in memory (recent-state.ts), or in
@@ -1246,18 +1249,26 @@ export class LevelStorage {
     const kv = this.#kv;
     const recent = this.#recent;
     for (let i = 0; i < keys.length; i++) {
-      const unlanded = recent.unlandedKey(keys[i]);
+      const key = keys[i];
+      const unlanded = recent.unlandedKey(key);
       if (unlanded !== undefined) {
-        records.set(keys[i], unlanded);
+        records.set(key, unlanded);
         continue;
       }
-      const value = kv.getSync(Buffer.from(keys[i], 'utf8'));
+      const needsValue = valueKeys.has(key);
+      const kept = needsValue ? undefined : recent.landedMeta(key);
+      if (kept !== undefined) {
+        records.set(key, metaOnly(key, kept));
+        continue;
+      }
+      const value = kv.getSync(Buffer.from(key, 'utf8'));
       if (value === undefined) {
-        records.set(keys[i], null);
+        records.set(key, null);
         continue;
       }
-      const { key: _key, value: bytes, ...meta } = decodeRecord(keys[i], value);
-      records.set(keys[i], { meta, value: bytes });
+      const { key: _key, value: bytes, ...meta } = decodeRecord(key, value);
+      records.set(key, { meta, value: bytes });
+      recent.rememberMeta(key, meta);
     }
     return records;
   }
@@ -1413,6 +1424,18 @@ function checkReady(state: LogState, counters: KvCounters, ready: Ready): void {
 const EMPTY = Buffer.alloc(0);
 /** The largest buffer kept for late values; a batch needing more gets one of its own. */
 const LATE_VALUE_BUFFER_MAX = 4 * 1024 * 1024;
+
+const NO_KEYS: ReadonlySet<string> = new Set();
+
+/** A key's state for an apply that does not read its value (ApplyPlan.valueKeys). */
+function metaOnly(key: string, meta: KeyMeta): KeyWrite {
+  return {
+    meta,
+    get value(): Uint8Array {
+      throw new AssertionError(`apply: the value of ${JSON.stringify(key)} was not read (it is not in the plan's valueKeys)`);
+    },
+  };
+}
 
 function lateRecord(write: KeyWrite): LateValue {
   return { byteLength: recordBytes(write.value), writeInto: (target) => encodeRecord(write.meta, write.value, target) };

@@ -11,13 +11,19 @@
  *    record), and a generation switch (snapshot install) clears it. A point read from LevelDB
  *    costs a thread-local lookup, a key copy and a fresh buffer; a hit costs a Map lookup.
  *
+ *  - **Metadata of landed writes**, for the apply path: a put or delete needs only the metadata
+ *    of the key's record (createRevision, version, lease), not its value, which a read from
+ *    LevelDB would copy whole (and decompress). When a batch lands, the metadata of each record it
+ *    wrote is kept, bounded in entries and dropped oldest-first, with the same rules as the read
+ *    cache: an applied write drops it, a generation switch clears it.
+ *
  * Consistency: a key is never in both states at once for long enough to matter. A read consults
  * the unlanded writes first; a key absent from them has all of its applied writes in LevelDB, so
  * what LevelDB returns for it (and what the cache keeps) is its latest applied state. Only reads
  * that finish synchronously may fill the cache: an asynchronous read could return a record that a
  * write applied meanwhile has replaced.
  */
-import type { KvRecord } from '../kv/kv-record.js';
+import type { KeyMeta, KvRecord } from '../kv/kv-record.js';
 import type { KeyWrite, LeaseRecord } from '../kv/kv-state.js';
 
 export interface ReadCacheLimits {
@@ -49,6 +55,7 @@ export class RecentState {
   readonly #leases = new Map<number, Unlanded<LeaseRecord | null>>();
   readonly #cache = new Map<string, KvRecord>();
   #cacheBytes = 0;
+  readonly #metas = new Map<string, KeyMeta>();
   #batches = 0;
 
   constructor(limits: ReadCacheLimits = DEFAULT_READ_CACHE) {
@@ -65,6 +72,11 @@ export class RecentState {
     return this.#cache.size;
   }
 
+  /** How many keys' metadata is kept for the apply path. */
+  get metaCached(): number {
+    return this.#metas.size;
+  }
+
   /**
    * Records the final states a batch writes, before it is handed to LevelDB; returns the batch's
    * tag for landed(). The keys it writes leave the read cache.
@@ -74,6 +86,7 @@ export class RecentState {
     for (const [key, state] of keys) {
       this.#keys.set(key, { batch, state });
       this.#forget(key);
+      this.#metas.delete(key);
     }
     for (const [id, state] of leases) this.#leases.set(id, { batch, state });
     return batch;
@@ -81,13 +94,31 @@ export class RecentState {
 
   /** The batch is in LevelDB: its entries go, except those a later batch replaced. */
   landed(batch: number, keys: Iterable<string>, leases: Iterable<number>): void {
-    for (const key of keys) if (this.#keys.get(key)?.batch === batch) this.#keys.delete(key);
+    for (const key of keys) {
+      const unlanded = this.#keys.get(key);
+      if (unlanded?.batch !== batch) continue;
+      this.#keys.delete(key);
+      if (unlanded.state !== null) this.#keepMeta(key, unlanded.state.meta);
+    }
     for (const id of leases) if (this.#leases.get(id)?.batch === batch) this.#leases.delete(id);
   }
 
   /** An unlanded key's state for the apply path: a KeyWrite, null (deleted), or undefined. */
   unlandedKey(key: string): KeyWrite | null | undefined {
     return this.#keys.get(key)?.state;
+  }
+
+  /**
+   * The metadata of a key's latest applied record, when kept here (a landed write, or a read for
+   * an apply). Undefined: ask the unlanded writes, then LevelDB.
+   */
+  landedMeta(key: string): KeyMeta | undefined {
+    return this.#metas.get(key);
+  }
+
+  /** Keeps the metadata of a record just read synchronously from LevelDB (see remember()). */
+  rememberMeta(key: string, meta: KeyMeta): void {
+    if (!this.#keys.has(key)) this.#keepMeta(key, meta);
   }
 
   /** An unlanded lease's state: its record, null (revoked), or undefined. */
@@ -123,10 +154,19 @@ export class RecentState {
     this.#cacheBytes += cost;
   }
 
-  /** Empties the read cache (a generation switch replaced every record). */
+  /** Empties the read cache and the kept metadata (a generation switch replaced every record). */
   clearCache(): void {
     this.#cache.clear();
     this.#cacheBytes = 0;
+    this.#metas.clear();
+  }
+
+  #keepMeta(key: string, meta: KeyMeta): void {
+    const limit = this.#limits.entries;
+    if (limit === 0) return;
+    this.#metas.delete(key); // re-inserted last: the oldest go first
+    while (this.#metas.size >= limit) this.#metas.delete(this.#metas.keys().next().value as string);
+    this.#metas.set(key, meta);
   }
 
   #forget(key: string): void {

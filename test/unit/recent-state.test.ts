@@ -55,4 +55,34 @@ describe('RecentState', () => {
     recent.clearCache();
     expect(recent.cached).toBe(0);
   });
+
+  test('a landed write leaves its metadata for the apply path; a later write or a clear drops it', () => {
+    const recent = new RecentState();
+    const first = recent.applied(keys([['a', write('1', 1)], ['gone', null]]), NO_LEASES);
+    expect(recent.landedMeta('a')).toBeUndefined(); // unlanded: the apply path reads the unlanded state
+    recent.landed(first, ['a', 'gone'], []);
+    expect(recent.landedMeta('a')).toEqual(write('1', 1).meta);
+    expect(recent.landedMeta('gone')).toBeUndefined(); // a delete keeps nothing: LevelDB says absent
+    const second = recent.applied(keys([['a', write('2', 2)]]), NO_LEASES);
+    expect(recent.landedMeta('a')).toBeUndefined();
+    recent.rememberMeta('a', write('1', 1).meta); // a read racing the write must not be kept
+    expect(recent.landedMeta('a')).toBeUndefined();
+    recent.landed(second, ['a'], []);
+    expect(recent.landedMeta('a')).toMatchObject({ modRevision: 2, version: 2 });
+    recent.clearCache();
+    expect(recent.landedMeta('a')).toBeUndefined();
+    recent.rememberMeta('b', write('1', 3).meta); // read from LevelDB for an apply
+    expect(recent.landedMeta('b')).toMatchObject({ modRevision: 3 });
+  });
+
+  test('the kept metadata is bounded by the cache entries; the oldest goes first', () => {
+    const recent = new RecentState({ entries: 2, bytes: 1000, valueBytes: 300 });
+    for (const [i, key] of ['a', 'b', 'c'].entries()) recent.rememberMeta(key, write('x', i + 1).meta);
+    expect(recent.metaCached).toBe(2);
+    expect(recent.landedMeta('a')).toBeUndefined();
+    expect(recent.landedMeta('c')).toMatchObject({ modRevision: 3 });
+    const none = new RecentState({ entries: 0, bytes: 0, valueBytes: 0 });
+    none.rememberMeta('a', write('x', 1).meta);
+    expect(none.metaCached).toBe(0);
+  });
 });
