@@ -14,8 +14,8 @@
  *  - **Metadata of landed writes**, for the apply path: a put or delete needs only the metadata
  *    of the key's record (createRevision, version, lease), not its value, which a read from
  *    LevelDB would copy whole (and decompress). When a batch lands, the metadata of each record it
- *    wrote is kept, bounded in entries and dropped oldest-first, with the same rules as the read
- *    cache: an applied write drops it, a generation switch clears it.
+ *    wrote is kept (at most 16,384 keys by default, oldest out first), with the same rules as the
+ *    read cache: an applied write drops it, a generation switch clears it.
  *
  * Consistency: a key is never in both states at once for long enough to matter. A read consults
  * the unlanded writes first; a key absent from them has all of its applied writes in LevelDB, so
@@ -33,9 +33,13 @@ export interface ReadCacheLimits {
   readonly bytes: number;
   /** A record whose value is larger is not kept at all. */
   readonly valueBytes: number;
+  /** The most keys whose metadata is kept for the apply path (default DEFAULT_META_ENTRIES). */
+  readonly metaEntries?: number;
 }
 
 export const DEFAULT_READ_CACHE: ReadCacheLimits = { entries: 32_768, bytes: 16 * 1024 * 1024, valueBytes: 16 * 1024 };
+/** About 2.3 MiB of heap (a key and four numbers each). */
+export const DEFAULT_META_ENTRIES = 16_384;
 
 /** A rough per-record cost beyond its key and value bytes (objects, the Map slot). */
 const RECORD_OVERHEAD_BYTES = 160;
@@ -162,7 +166,7 @@ export class RecentState {
   }
 
   #keepMeta(key: string, meta: KeyMeta): void {
-    const limit = this.#limits.entries;
+    const limit = this.#limits.metaEntries ?? DEFAULT_META_ENTRIES;
     if (limit === 0) return;
     this.#metas.delete(key); // re-inserted last: the oldest go first
     while (this.#metas.size >= limit) this.#metas.delete(this.#metas.keys().next().value as string);

@@ -75,13 +75,14 @@ describe('RecentState', () => {
     expect(recent.landedMeta('b')).toMatchObject({ modRevision: 3 });
   });
 
-  test('the kept metadata is bounded by the cache entries; the oldest goes first', () => {
-    const recent = new RecentState({ entries: 2, bytes: 1000, valueBytes: 300 });
+  test('the kept metadata is bounded in entries; the oldest goes first', () => {
+    expect(new RecentState().metaCached).toBe(0);
+    const recent = new RecentState({ entries: 100, bytes: 1000, valueBytes: 300, metaEntries: 2 });
     for (const [i, key] of ['a', 'b', 'c'].entries()) recent.rememberMeta(key, write('x', i + 1).meta);
     expect(recent.metaCached).toBe(2);
     expect(recent.landedMeta('a')).toBeUndefined();
     expect(recent.landedMeta('c')).toMatchObject({ modRevision: 3 });
-    const none = new RecentState({ entries: 0, bytes: 0, valueBytes: 0 });
+    const none = new RecentState({ entries: 100, bytes: 1000, valueBytes: 300, metaEntries: 0 });
     none.rememberMeta('a', write('x', 1).meta);
     expect(none.metaCached).toBe(0);
   });
