@@ -377,17 +377,23 @@ async function valueSizes(ctx, systems) {
   const { options, results, notes } = ctx;
   const sizes = options.quick ? [100, 4096] : [100, 4096, 65536, 1048576];
   const seconds = options.quick ? 2 : Math.max(3, Math.round(options.seconds * 0.75));
+  // Two rounds per size, alternating like the main points: one sample per system swung by ±10 %
+  // from run to run, more than the differences it was meant to show.
+  const rounds = options.quick ? 1 : 2;
   results.valueSizes = [];
   for (const bytes of sizes) {
-    const row = { bytes };
-    for (const sys of systems) {
-      const res = await measure(sys, { op: 'put', connections: 1, seconds, valueBytes: bytes, keys: options.keySpace }, notes, `put ${sizeLabel(bytes)}`);
-      row[sys.id] = res;
-      say(`value size ${sizeLabel(bytes)}, put, 1 connection · ${sys.id}: ${describe(res)}`);
+    const measured = Object.fromEntries(systems.map((sys) => [sys.id, []]));
+    for (let r = 1; r <= rounds; r++) {
+      for (const sys of systems) {
+        const res = await measure(sys, { op: 'put', connections: 1, seconds, valueBytes: bytes, keys: options.keySpace }, notes, `put ${sizeLabel(bytes)}`);
+        measured[sys.id].push(res);
+        say(`value size ${sizeLabel(bytes)}, put, 1 connection · ${sys.id} · round ${r}/${rounds}: ${describe(res)}`);
+      }
     }
-    results.valueSizes.push(row);
+    results.valueSizes.push({ bytes, ...Object.fromEntries(systems.map((sys) => [sys.id, summarize(measured[sys.id])])) });
   }
   results.valueSizesSeconds = seconds;
+  results.valueSizesRounds = rounds;
 }
 
 async function fiveMembers(ctx) {

@@ -271,7 +271,7 @@ export function renderMarkdown(results, { command, chartFile }) {
       '## Latency by value size',
       '',
       ...stampLine(results, 'sizes'),
-      `put, 1 connection, ${results.valueSizesSeconds} s per system per size, random keys out of ${mo.keySpace.toLocaleString('en-US')}, on the leader.`,
+      `put, 1 connection, ${results.valueSizesRounds > 1 ? `${results.valueSizesRounds} rounds of ${results.valueSizesSeconds} s per system per size, alternating flotilla and etcd (means over the rounds)` : `${results.valueSizesSeconds} s per system per size`}, random keys out of ${mo.keySpace.toLocaleString('en-US')}, on the leader.`,
       '',
     );
     push(
