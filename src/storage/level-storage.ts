@@ -1176,12 +1176,12 @@ export class LevelStorage {
     const raw = this.#db as unknown as RawBatchDb;
     if (typeof raw._batch !== 'function' || this.#db.status !== 'open') {
       // abstract-level may hold the operations past the call: each late value gets a buffer of its own.
-      const own = ops.map((op) => (op.type === 'put' && !Buffer.isBuffer(op.value) ? { ...op, value: lateValueBuffer(op.value) } : op));
+      const own = ops.map((op) => (op.type === 'put' && isLate(op.value) ? { ...op, value: ownCopy(op.value) } : op));
       await this.#db.batch(own as BatchOperation<Db, Buffer | string, Buffer>[], { sync });
       return;
     }
     let lateBytes = 0;
-    for (const op of ops) if (op.type === 'put' && !Buffer.isBuffer(op.value)) lateBytes += op.value.byteLength;
+    for (const op of ops) if (op.type === 'put' && isLate(op.value)) lateBytes += op.value.byteLength;
     const arena = this.#lateValueBuffer(lateBytes);
     let at = 0;
     const encoded: RawOp[] = new Array<RawOp>(ops.length);
@@ -1195,7 +1195,7 @@ export class LevelStorage {
         continue;
       }
       let value = op.value;
-      if (!Buffer.isBuffer(value)) {
+      if (isLate(value)) {
         const target = arena.subarray(at, at + value.byteLength);
         value.writeInto(target);
         at += value.byteLength;
@@ -1445,7 +1445,12 @@ function lateEvents(events: readonly WatchEvent[]): LateValue {
   return { byteLength: eventsBytes(events), writeInto: (target) => encodeEvents(events, target) };
 }
 
-function lateValueBuffer(value: LateValue): Buffer {
+function isLate(value: Buffer | LateValue): value is LateValue {
+  return !Buffer.isBuffer(value);
+}
+
+/** A late value encoded into a buffer of its own (for a batch that may be held past the call). */
+function ownCopy(value: LateValue): Buffer {
   const target = Buffer.allocUnsafe(value.byteLength);
   value.writeInto(target);
   return target;

@@ -62,7 +62,7 @@ async function startSystem(o, dir) {
  * request in flight, a request is the first payload packet to the server after an answer, and
  * its answer the first payload packet back. Returns one { ms, first } per answered request.
  */
-export function pairRequests(text, serverPort) {
+function pairRequests(text, serverPort) {
   const connections = new Map();
   const answers = [];
   const toServer = `.${serverPort}`;
@@ -140,10 +140,8 @@ async function main() {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch(async (err) => {
-    console.error(`wire-latency: ${err.message}`);
-    await cleanup();
-    process.exit(1);
-  });
-}
+main().catch(async (err) => {
+  console.error(`wire-latency: ${err.message}`);
+  await cleanup();
+  process.exit(1);
+});
