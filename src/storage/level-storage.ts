@@ -252,6 +252,13 @@ interface Gathering {
 }
 
 /** A Ready's apply, worked out: the results, the LevelDB operations, the boundary, the new counters. */
+/** What an apply reads before it runs (runApply's StoredState, less the lease count). */
+interface ApplyReads {
+  readonly keys: Map<string, KeyWrite | null>;
+  readonly leases: ReadonlyMap<number, LeaseRecord | null>;
+  readonly leaseKeys: ReadonlyMap<number, readonly string[]>;
+}
+
 interface PreparedApply {
   readonly outcome: ApplyOutcome;
   readonly ops: BatchOps;
@@ -1045,7 +1052,8 @@ export class LevelStorage {
     earlyLog?.catch(() => undefined); // awaited below: a failure meanwhile is not an unhandled rejection
     let work: PreparedApply;
     try {
-      work = await this.#prepareApply(state, ready, keepLog);
+      const prepared = this.#prepareApply(state, ready, keepLog);
+      work = prepared instanceof Promise ? await prepared : prepared;
     } catch (err) {
       await earlyLog?.catch(() => undefined); // no write left running behind a failed persist
       throw err;
@@ -1076,10 +1084,18 @@ export class LevelStorage {
     return [...outcome.results];
   }
 
-  /** The committed entries' apply, planned and encoded into LevelDB operations, and the new boundary's. */
-  async #prepareApply(state: LogState, ready: Ready, keepLog: boolean): Promise<PreparedApply> {
+  /**
+   * The committed entries' apply, planned and encoded into LevelDB operations, and the new
+   * boundary's. Synchronous unless the reads are not (see #readForApply).
+   */
+  #prepareApply(state: LogState, ready: Ready, keepLog: boolean): PreparedApply | Promise<PreparedApply> {
     const plan = planApply(ready.committed, this.#counters.appliedIndex);
-    const stored = await this.#readForApply(plan);
+    const stored = this.#readForApply(plan);
+    if (stored instanceof Promise) return stored.then((read) => this.#encodeApply(state, ready, keepLog, plan, read));
+    return this.#encodeApply(state, ready, keepLog, plan, stored);
+  }
+
+  #encodeApply(state: LogState, ready: Ready, keepLog: boolean, plan: ApplyPlan, stored: ApplyReads): PreparedApply {
     if (ready.snapshot !== null && !keepLog) {
       // A boundary that does not match our log, below what we applied, contradicts applied history.
       const { index, term } = ready.snapshot;
@@ -1217,22 +1233,24 @@ export class LevelStorage {
 
   /**
    * What applying the plan reads: the records of its keys, its leases, and for each lease it
-   * revokes the attached keys (from the lease index) and their records.
+   * revokes the attached keys (from the lease index) and their records. Point reads are
+   * synchronous (see #readKeys), so only a plan that revokes a lease, whose index is read with an
+   * iterator once every applied batch has landed, waits: the common apply, every Ready of a put,
+   * allocates no promise here.
    */
-  async #readForApply(plan: ApplyPlan): Promise<{
-    keys: Map<string, KeyWrite | null>;
-    leases: Map<number, LeaseRecord | null>;
-    leaseKeys: Map<number, string[]>;
-  }> {
-    if (plan.revokedLeases.length > 0) await this.#landed(); // the lease index is read from LevelDB
-    const [keys, leases, attached] = await Promise.all([
-      this.#readKeys(plan.keys, plan.valueKeys),
-      this.#readLeases(plan.leases),
-      Promise.all(plan.revokedLeases.map((id) => this.#readLeaseKeys(id))),
-    ]);
+  #readForApply(plan: ApplyPlan): ApplyReads | Promise<ApplyReads> {
+    if (plan.revokedLeases.length > 0) return this.#readForRevoke(plan);
+    return { keys: this.#readKeys(plan.keys, plan.valueKeys), leases: this.#readLeases(plan.leases), leaseKeys: NO_LEASE_KEYS };
+  }
+
+  async #readForRevoke(plan: ApplyPlan): Promise<ApplyReads> {
+    await this.#landed(); // the lease index is read from LevelDB
+    const keys = this.#readKeys(plan.keys, plan.valueKeys);
+    const leases = this.#readLeases(plan.leases);
+    const attached = await Promise.all(plan.revokedLeases.map((id) => this.#readLeaseKeys(id)));
     const leaseKeys = new Map(plan.revokedLeases.map((id, i) => [id, attached[i]]));
     const more = [...new Set(attached.flat())].filter((key) => !keys.has(key));
-    if (more.length > 0) for (const [key, record] of await this.#readKeys(more, NO_KEYS)) keys.set(key, record);
+    if (more.length > 0) for (const [key, record] of this.#readKeys(more, NO_KEYS)) keys.set(key, record);
     return { keys, leases, leaseKeys };
   }
 
@@ -1240,7 +1258,7 @@ export class LevelStorage {
    * The stored records of keys (values as views). A key outside valueKeys whose metadata is kept
    * (recent-state.ts) is not read: its KeyWrite has the metadata and a value that throws if read.
    */
-  async #readKeys(keys: readonly string[], valueKeys: ReadonlySet<string>): Promise<Map<string, KeyWrite | null>> {
+  #readKeys(keys: readonly string[], valueKeys: ReadonlySet<string>): Map<string, KeyWrite | null> {
     const records = new Map<string, KeyWrite | null>();
     if (keys.length === 0) return records;
     // Synchronous point reads: the records are almost always in memory (recent-state.ts), or in
@@ -1273,7 +1291,7 @@ export class LevelStorage {
     return records;
   }
 
-  async #readLeases(ids: readonly number[]): Promise<Map<number, LeaseRecord | null>> {
+  #readLeases(ids: readonly number[]): Map<number, LeaseRecord | null> {
     const leases = new Map<number, LeaseRecord | null>();
     if (ids.length === 0) return leases;
     const leasesLevel = this.#leases;
@@ -1426,6 +1444,7 @@ const EMPTY = Buffer.alloc(0);
 const LATE_VALUE_BUFFER_MAX = 4 * 1024 * 1024;
 
 const NO_KEYS: ReadonlySet<string> = new Set();
+const NO_LEASE_KEYS: ReadonlyMap<number, readonly string[]> = new Map();
 
 /** A key's state for an apply that does not read its value (ApplyPlan.valueKeys). */
 function metaOnly(key: string, meta: KeyMeta): KeyWrite {
