@@ -343,16 +343,18 @@ async function mainPoints(ctx) {
   }
   step++;
   // The Node ceilings, alternating like the points: a bare Fastify app taking a tiny PUT, and a
-  // bare node:http server answering a GET as a stale read does.
-  const bareRounds = { fastify: [], http: [] };
+  // bare node:http server answering a GET as a stale read does; and that server at one
+  // connection, whose p99 is the floor under any p99 at one connection on this machine.
+  const bareRounds = { fastify: [], http: [], http1: [] };
   const references = [
-    { id: 'fastify', server: bare, mode: 'bare-put', label: 'bare Fastify 5, tiny PUT, 64 connections' },
-    { id: 'http', server: bareHttp, mode: 'bare-get', label: 'bare node:http, GET answering 100 bytes, 64 connections' },
+    { id: 'fastify', server: bare, mode: 'bare-put', connections: 64, label: 'bare Fastify 5, tiny PUT, 64 connections' },
+    { id: 'http', server: bareHttp, mode: 'bare-get', connections: 64, label: 'bare node:http, GET answering 100 bytes, 64 connections' },
+    { id: 'http1', server: bareHttp, mode: 'bare-get', connections: 1, label: 'bare node:http, GET answering 100 bytes, 1 connection' },
   ];
   for (let r = 1; r <= (points.length > 0 ? options.rounds : 0); r++) {
     for (const ref of references) {
       const cpu0 = clusterCpu(ref.server);
-      const res = await runWrk({ repo: REPO, url: ref.server.url, mode: ref.mode, connections: 64, seconds: options.seconds, keys: options.keySpace });
+      const res = await runWrk({ repo: REPO, url: ref.server.url, mode: ref.mode, connections: ref.connections, seconds: options.seconds, keys: options.keySpace });
       addCpu(res, cpu0, clusterCpu(ref.server));
       bareRounds[ref.id].push(res);
       say(`(${step}/${total}) ${ref.label} · round ${r}/${options.rounds}: ${describe(res)}`);
@@ -361,6 +363,7 @@ async function mainPoints(ctx) {
   if (bareRounds.fastify.length > 0) {
     results.bare = { label: references[0].label, issue: { rps: 75000, p50Ms: 0.8, p99Ms: 2.6 }, ...summarize(bareRounds.fastify) };
     results.bareGet = { label: references[1].label, ...summarize(bareRounds.http) };
+    results.bareGet1 = { label: references[2].label, ...summarize(bareRounds.http1) };
   }
 
   if (options.only.has('sizes')) await valueSizes(ctx, systems);

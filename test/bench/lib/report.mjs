@@ -47,6 +47,7 @@ function mainRows(results) {
   }));
   if (results.bare) rows.push({ label: `${results.bare.label} (reference)`, f: results.bare, e: null, ratio: '—', goal: '(the Node ceiling)' });
   if (results.bareGet) rows.push({ label: `${results.bareGet.label} (reference)`, f: results.bareGet, e: null, ratio: '—', goal: '(node:http alone, for a read)' });
+  if (results.bareGet1) rows.push({ label: `${results.bareGet1.label} (reference)`, f: results.bareGet1, e: null, ratio: '—', goal: '(the p99 floor at one connection)' });
   return rows;
 }
 
@@ -205,6 +206,19 @@ export function renderMarkdown(results, { command, chartFile }) {
         `The stale-read goal against Node's HTTP server: a bare node:http server answering nothing but a fixed 100-byte 200 (\`test/bench/bare-http.mjs\`) ` +
           `took ${n0(results.bareGet.rps)}/s here, so ${n0(stale.goalRps)}/s is ${(stale.goalRps / results.bareGet.rps).toFixed(2)}× what one Node process answers through node:http on this machine; ` +
           `flotilla’s stale reads, served from one process as every member’s are but answered from the socket before node:http (\`src/api/front-door.ts\`), reached ${((stale.flotilla.rps / results.bareGet.rps) * 100).toFixed(0)} % of that figure.`,
+        '',
+      );
+    }
+    const single = (results.points ?? []).find((p) => p.op === 'put' && p.connections === 1);
+    if (single?.flotilla && single.etcd && results.bareGet1) {
+      const b = results.bareGet1;
+      push(
+        `The p99 floor at one connection: the same bare node:http server, with one connection, answered in ${ms(b.p50Ms)} ms at the median and ${ms(b.p99Ms)} ms at p99 ` +
+          `(${ms(Math.min(...b.rounds.map((r) => r.p99Ms)))}–${ms(Math.max(...b.rounds.map((r) => r.p99Ms)))} over the rounds). ` +
+          'That tail is the machine’s (scheduling and GC pauses on two cores shared by the load generator), before any server work; ' +
+          `a put at one connection crosses three processes and two durable log writes, and its p99 came out at ${ms(single.flotilla.p99Ms)} ms for flotilla ` +
+          `(${ms(Math.min(...single.flotilla.rounds.map((r) => r.p99Ms)))}–${ms(Math.max(...single.flotilla.rounds.map((r) => r.p99Ms)))}) ` +
+          `and ${ms(single.etcd.p99Ms)} ms for etcd (${ms(Math.min(...single.etcd.rounds.map((r) => r.p99Ms)))}–${ms(Math.max(...single.etcd.rounds.map((r) => r.p99Ms)))}).`,
         '',
       );
     }
