@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type ServerOpts, type Socket } from 'node:net';
 
 /**
  * More than one accept per turn of the event loop on a listening port.
@@ -109,7 +109,9 @@ export function addAcceptors(server: Server, count: number, onError: (err: Error
         (copy as { close?: () => void }).close?.();
         return;
       }
-      const accepting = createServer({ noDelay: true }, (socket: Socket) => server.emit('connection', socket));
+      // A copy makes its sockets as the server would: node:http servers allow half-open
+      // connections (a client may send its request and FIN before the answer) and set no delay.
+      const accepting = createServer(socketOptionsOf(server), (socket: Socket) => server.emit('connection', socket));
       accepting.on('error', (err) => onError(err));
       accepting.listen(copy as Parameters<Server['listen']>[0]);
       copies.push(accepting);
@@ -128,7 +130,32 @@ export function addAcceptors(server: Server, count: number, onError: (err: Error
       closed = true;
       helper?.kill('SIGKILL');
       await ready;
-      await Promise.all(copies.splice(0).map((copy) => new Promise<void>((resolve) => copy.close(() => resolve()))));
+      // Stop accepting; the connections a copy accepted are the HTTP server's, which closes them
+      // (a close callback here would wait for the last of them, and for a keep-alive client that
+      // can be a long time). net.Server closes its descriptor in the loop's closing phase, which
+      // has run once two check phases have passed: the port is then free of the copies.
+      for (const copy of copies.splice(0)) copy.close();
+      await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
     },
+  };
+}
+
+/** The options net.Server applies to each socket it accepts, as `server` has them. */
+function socketOptionsOf(server: Server): ServerOpts {
+  const own = server as unknown as {
+    allowHalfOpen?: boolean;
+    pauseOnConnect?: boolean;
+    noDelay?: boolean;
+    keepAlive?: boolean;
+    keepAliveInitialDelay?: number;
+    highWaterMark?: number;
+  };
+  return {
+    allowHalfOpen: own.allowHalfOpen ?? false,
+    pauseOnConnect: own.pauseOnConnect ?? false,
+    noDelay: own.noDelay ?? false,
+    keepAlive: own.keepAlive ?? false,
+    keepAliveInitialDelay: (own.keepAliveInitialDelay ?? 0) * 1000, // net.Server keeps it in seconds
+    ...(own.highWaterMark !== undefined ? { highWaterMark: own.highWaterMark } : {}),
   };
 }

@@ -1,3 +1,4 @@
+import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { addAcceptors, type ExtraAcceptors } from '../../src/api/acceptors.js';
@@ -25,7 +26,7 @@ function listen(server: Server, port = 0): Promise<number> {
  * listening socket's queue when the loop next polls; returns, for each connection the server
  * accepted, the turn of the event loop it was accepted in.
  */
-async function acceptTurns(server: Server, port: number, n: number, clients: Socket[]): Promise<number[]> {
+async function acceptTurns(server: Server, port: number, n: number, clients: Socket[], keepOpen = false): Promise<number[]> {
   const turns: number[] = [];
   let turn = 0;
   let counting = true;
@@ -36,7 +37,8 @@ async function acceptTurns(server: Server, port: number, n: number, clients: Soc
   const all = new Promise<void>((resolve) => {
     server.on('connection', (socket: Socket) => {
       turns.push(turn);
-      socket.destroy();
+      if (keepOpen) clients.push(socket);
+      else socket.destroy();
       if (turns.length === n) resolve();
     });
   });
@@ -103,6 +105,35 @@ describe('addAcceptors', () => {
       ),
     );
     expect(replies).toEqual(Array(12).fill('hello'));
+  });
+
+  test('a copy makes its sockets as the server does (node:http: half-open allowed)', async () => {
+    // node:http decides itself what a client's FIN means, so its sockets must not end their
+    // writing side on their own: net.Server makes them with allowHalfOpen, and so must a copy.
+    const server = createHttpServer();
+    const halfOpen: boolean[] = [];
+    server.on('connection', (socket: Socket) => halfOpen.push(socket.allowHalfOpen));
+    const entry = { server, extra: null as ExtraAcceptors | null, clients: [] as Socket[] };
+    started.push(entry);
+    const port = await listen(server);
+    entry.extra = addAcceptors(server, 3);
+    expect(await entry.extra.ready).toBe(3);
+    expect(mostPerTurn(await acceptTurns(server, port, 8, entry.clients))).toBe(4); // copies took some
+    expect(halfOpen).toEqual(Array(8).fill(true));
+  });
+
+  test('closing the copies does not wait for the connections they accepted', async () => {
+    const server = createServer();
+    const entry = { server, extra: null as ExtraAcceptors | null, clients: [] as Socket[] };
+    started.push(entry);
+    const port = await listen(server);
+    entry.extra = addAcceptors(server, 3);
+    expect(await entry.extra.ready).toBe(3);
+    // Eight connections in one burst: the copies accept most of them; all stay open.
+    expect(mostPerTurn(await acceptTurns(server, port, 8, entry.clients, true))).toBe(4);
+    const closing = entry.extra.close().then(() => 'closed');
+    const waited = new Promise((resolve) => setTimeout(() => resolve('still waiting'), 2000).unref());
+    expect(await Promise.race([closing, waited])).toBe('closed');
   });
 
   test('once the server and the copies are closed the port is free again', async () => {
