@@ -26,7 +26,6 @@ export class CodecError extends Error {
   readonly code = 'BAD_PEER_MESSAGE';
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 class Writer {
@@ -59,11 +58,13 @@ class Writer {
     this.u8(v ? 1 : 0);
   }
   str(s: string): void {
-    const bytes = encoder.encode(s);
-    this.#room(2 + bytes.length);
-    this.#buf.writeUInt16LE(bytes.length, this.#pos);
-    this.#buf.set(bytes, this.#pos + 2);
-    this.#pos += 2 + bytes.length;
+    // Written in place: TextEncoder.encode would make a new ArrayBuffer for every string, two per
+    // message, and each young ArrayBuffer costs the next scavenge a sweep (see docs/architecture.md).
+    const n = Buffer.byteLength(s, 'utf8');
+    this.#room(2 + n);
+    this.#buf.writeUInt16LE(n, this.#pos);
+    this.#buf.write(s, this.#pos + 2, n, 'utf8');
+    this.#pos += 2 + n;
   }
   bytes(b: Uint8Array): void {
     this.u32(b.byteLength);
