@@ -228,13 +228,14 @@ export function renderMarkdown(results, { command, chartFile }) {
       push(
         `**Latency as a probe saw it.** At 64 connections and more, ${k} of the connections are a probe's (\`test/bench/lib/probe.mjs\`: Node's own HTTP client, ` +
           'one request in flight on each, timing every request itself), the rest wrk\'s; the table above counts both in the throughput and gives wrk\'s latencies. ' +
-          "The two disagree at 256 connections, and only for flotilla, for a reason found with `test/bench/wire-latency.mjs` (tcpdump on the leader's client port, timing each request " +
-          'from its packet to its answer\'s): wrk opens all its connections at once, and libuv 1.46 (Node 20) accepts one connection per turn of the event loop; ' +
+          "Until the client port took more than one connection per turn of the event loop, the two disagreed at 256 connections, and only for flotilla, for a reason found with `test/bench/wire-latency.mjs` (tcpdump on the leader's client port, timing each request " +
+          'from its packet to its answer\'s): wrk opens all its connections at once, and libuv 1.46 (Node 20) accepts one connection per turn of the event loop for each listening descriptor; ' +
           'on a leader already answering the first connections, a turn takes milliseconds, so the last connections waited 240-450 ms for their first answer ' +
-          '(etcd, which accepts on a goroutine of its own: under 75 ms). Every later request took under 85 ms. ' +
-          'wrk then corrects its figures for coordinated omission: for each request slower than twice the mean time between a connection\'s requests, it adds the ' +
-          'requests that connection would have sent meanwhile (wg/wrk, `stats_correct`), so about 250 slow first requests raise its p99 by tens of milliseconds. ' +
-          'Bare node:http shows it most plainly: every request after the first under 17 ms, first requests up to 650 ms, and wrk\'s p99 66-150 ms. '+
+          '(etcd, which accepts on a goroutine of its own: under 75 ms), while every later request took under 85 ms; ' +
+          'wrk then corrects its figures for coordinated omission (for each request slower than twice the mean time between a connection\'s requests, it adds the ' +
+          'requests that connection would have sent meanwhile: wg/wrk, `stats_correct`), so about 250 slow first requests raised its p99 by tens of milliseconds. ' +
+          'Bare node:http shows it most plainly: every request after the first under 17 ms, first requests up to 650 ms, and wrk\'s p99 66-150 ms. ' +
+          'A member now listens on four descriptors of the one socket (`src/api/acceptors.ts`, docs/architecture.md): first answers came within 49-133 ms, and wrk\'s p99 at 256 connections fell from 118 to 46 ms in a same-build A/B. '+
           'The probe\'s connections are open before wrk starts. It measures both systems the same way:',
         '',
         mdTable(
