@@ -109,8 +109,8 @@ export function addAcceptors(server: Server, count: number, onError: (err: Error
         (copy as { close?: () => void }).close?.();
         return;
       }
-      // A copy makes its sockets as the server would: node:http servers allow half-open
-      // connections (a client may send its request and FIN before the answer) and set no delay.
+      // A copy makes its sockets as the server would: a node:http server's are half-open (HTTP
+      // decides itself what a client's FIN means) and have no delay.
       const accepting = createServer(socketOptionsOf(server), (socket: Socket) => server.emit('connection', socket));
       accepting.on('error', (err) => onError(err));
       accepting.listen(copy as Parameters<Server['listen']>[0]);

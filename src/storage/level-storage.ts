@@ -251,7 +251,6 @@ interface Gathering {
   timer: NodeJS.Timeout | null;
 }
 
-/** A Ready's apply, worked out: the results, the LevelDB operations, the boundary, the new counters. */
 /** What an apply reads before it runs (runApply's StoredState, less the lease count). */
 interface ApplyReads {
   readonly keys: Map<string, KeyWrite | null>;
@@ -259,6 +258,7 @@ interface ApplyReads {
   readonly leaseKeys: ReadonlyMap<number, readonly string[]>;
 }
 
+/** A Ready's apply, worked out: the results, the LevelDB operations, the boundary, the new counters. */
 interface PreparedApply {
   readonly outcome: ApplyOutcome;
   readonly ops: BatchOps;
@@ -1095,6 +1095,7 @@ export class LevelStorage {
     return this.#encodeApply(state, ready, keepLog, plan, stored);
   }
 
+  /** Runs the planned apply on what was read and encodes it, with the boundary, as LevelDB operations. */
   #encodeApply(state: LogState, ready: Ready, keepLog: boolean, plan: ApplyPlan, stored: ApplyReads): PreparedApply {
     if (ready.snapshot !== null && !keepLog) {
       // A boundary that does not match our log, below what we applied, contradicts applied history.

@@ -59,7 +59,8 @@ class Writer {
   }
   str(s: string): void {
     // Written in place: TextEncoder.encode would make a new ArrayBuffer for every string, two per
-    // message, and each young ArrayBuffer costs the next scavenge a sweep (see docs/architecture.md).
+    // message, and V8 sweeps every young ArrayBuffer at the next scavenge (on the leader at one
+    // write in flight that sweep was 0.8-1.2 ms of a 2-2.5 ms pause; measured with --trace-gc-nvp).
     const n = Buffer.byteLength(s, 'utf8');
     this.#room(2 + n);
     this.#buf.writeUInt16LE(n, this.#pos);
