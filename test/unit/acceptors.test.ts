@@ -21,6 +21,25 @@ function listen(server: Server, port = 0): Promise<number> {
   });
 }
 
+interface Serving {
+  readonly server: Server;
+  readonly port: number;
+  readonly extra: ExtraAcceptors | null;
+  readonly clients: Socket[];
+}
+
+/** Listens on a free port and, with copies > 0, adds that many acceptors (checked ready); closed after each test. */
+async function serve(server: Server, copies: number, onError?: (err: Error) => void): Promise<Serving> {
+  const entry = { server, extra: null as ExtraAcceptors | null, clients: [] as Socket[] };
+  started.push(entry);
+  const port = await listen(server);
+  if (copies > 0) {
+    entry.extra = addAcceptors(server, copies, onError);
+    expect(await entry.extra.ready).toBe(copies);
+  }
+  return { ...entry, port };
+}
+
 /**
  * Connects `n` clients while the event loop is held, so that every connection is waiting in the
  * listening socket's queue when the loop next polls; returns, for each connection the server
@@ -65,41 +84,28 @@ function mostPerTurn(turns: number[]): number {
 
 describe('addAcceptors', () => {
   test('with three copies, one turn of the event loop accepts four waiting connections', async () => {
-    const server = createServer();
-    const entry = { server, extra: null as ExtraAcceptors | null, clients: [] as Socket[] };
-    started.push(entry);
-    const port = await listen(server);
-    entry.extra = addAcceptors(server, 3, (err) => {
+    const { server, port, clients } = await serve(createServer(), 3, (err) => {
       throw err;
     });
-    expect(await entry.extra.ready).toBe(3);
-    const turns = await acceptTurns(server, port, 16, entry.clients);
+    const turns = await acceptTurns(server, port, 16, clients);
     expect(turns).toHaveLength(16);
     expect(mostPerTurn(turns)).toBe(4);
   });
 
   test('without copies, libuv accepts one connection per turn (what the copies are for)', async () => {
-    const server = createServer();
-    const entry = { server, extra: null, clients: [] as Socket[] };
-    started.push(entry);
-    const port = await listen(server);
-    const turns = await acceptTurns(server, port, 8, entry.clients);
+    const { server, port, clients } = await serve(createServer(), 0);
+    const turns = await acceptTurns(server, port, 8, clients);
     expect(mostPerTurn(turns)).toBe(1);
   });
 
   test('a connection accepted on a copy is served like any other', async () => {
-    const server = createServer((socket) => socket.end('hello'));
-    const entry = { server, extra: null as ExtraAcceptors | null, clients: [] as Socket[] };
-    started.push(entry);
-    const port = await listen(server);
-    entry.extra = addAcceptors(server, 2);
-    expect(await entry.extra.ready).toBe(2);
+    const { port, clients } = await serve(createServer((socket) => socket.end('hello')), 2);
     const replies = await Promise.all(
       Array.from({ length: 12 }, () =>
         new Promise<string>((resolve, reject) => {
           let text = '';
           const c = connect(port, HOST);
-          entry.clients.push(c);
+          clients.push(c);
           c.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve(text)).on('error', reject);
         }),
       ),
@@ -113,25 +119,16 @@ describe('addAcceptors', () => {
     const server = createHttpServer();
     const halfOpen: boolean[] = [];
     server.on('connection', (socket: Socket) => halfOpen.push(socket.allowHalfOpen));
-    const entry = { server, extra: null as ExtraAcceptors | null, clients: [] as Socket[] };
-    started.push(entry);
-    const port = await listen(server);
-    entry.extra = addAcceptors(server, 3);
-    expect(await entry.extra.ready).toBe(3);
-    expect(mostPerTurn(await acceptTurns(server, port, 8, entry.clients))).toBe(4); // copies took some
+    const { port, clients } = await serve(server, 3);
+    expect(mostPerTurn(await acceptTurns(server, port, 8, clients))).toBe(4); // copies took some
     expect(halfOpen).toEqual(Array(8).fill(true));
   });
 
   test('closing the copies does not wait for the connections they accepted', async () => {
-    const server = createServer();
-    const entry = { server, extra: null as ExtraAcceptors | null, clients: [] as Socket[] };
-    started.push(entry);
-    const port = await listen(server);
-    entry.extra = addAcceptors(server, 3);
-    expect(await entry.extra.ready).toBe(3);
+    const { server, port, extra, clients } = await serve(createServer(), 3);
     // Eight connections in one burst: the copies accept most of them; all stay open.
-    expect(mostPerTurn(await acceptTurns(server, port, 8, entry.clients, true))).toBe(4);
-    const closing = entry.extra.close().then(() => 'closed');
+    expect(mostPerTurn(await acceptTurns(server, port, 8, clients, true))).toBe(4);
+    const closing = extra!.close().then(() => 'closed');
     const waited = new Promise((resolve) => setTimeout(() => resolve('still waiting'), 2000).unref());
     expect(await Promise.race([closing, waited])).toBe('closed');
   });

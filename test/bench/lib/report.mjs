@@ -32,6 +32,12 @@ function verdict(p) {
   return missed;
 }
 
+/** The lowest and highest p99 over a summary's rounds, as "a–b". */
+function p99Range(s) {
+  const p99s = s.rounds.map((r) => r.p99Ms);
+  return `${ms(Math.min(...p99s))}–${ms(Math.max(...p99s))}`;
+}
+
 function spread(s) {
   if (!s || s.rounds.length < 2) return '';
   return ` (${n0(s.rpsMin)}–${n0(s.rpsMax)})`;
@@ -214,11 +220,11 @@ export function renderMarkdown(results, { command, chartFile }) {
       const b = results.bareGet1;
       push(
         `The p99 floor at one connection: the same bare node:http server, with one connection, answered in ${ms(b.p50Ms)} ms at the median and ${ms(b.p99Ms)} ms at p99 ` +
-          `(${ms(Math.min(...b.rounds.map((r) => r.p99Ms)))}–${ms(Math.max(...b.rounds.map((r) => r.p99Ms)))} over the rounds). ` +
+          `(${p99Range(b)} over the rounds). ` +
           'That tail is the machine’s (scheduling and GC pauses on two cores shared by the load generator), before any server work; ' +
           `a put at one connection crosses three processes and two durable log writes, and its p99 came out at ${ms(single.flotilla.p99Ms)} ms for flotilla ` +
-          `(${ms(Math.min(...single.flotilla.rounds.map((r) => r.p99Ms)))}–${ms(Math.max(...single.flotilla.rounds.map((r) => r.p99Ms)))}) ` +
-          `and ${ms(single.etcd.p99Ms)} ms for etcd (${ms(Math.min(...single.etcd.rounds.map((r) => r.p99Ms)))}–${ms(Math.max(...single.etcd.rounds.map((r) => r.p99Ms)))}).`,
+          `(${p99Range(single.flotilla)}) ` +
+          `and ${ms(single.etcd.p99Ms)} ms for etcd (${p99Range(single.etcd)}).`,
         '',
       );
     }
