@@ -1,14 +1,43 @@
 import { assert } from '../util/assert.js';
 import type { Entry, SnapshotMeta } from './types.js';
 
+/** Entry data up to this size is copied into a slab; larger data is kept as given. */
+const INLINE_MAX_BYTES = 16 * 1024;
+/** Slabs are this big; an entry's data never straddles two. */
+const SLAB_BYTES = 256 * 1024;
+const EMPTY: Uint8Array = new Uint8Array(0);
+/** #at of an entry whose data is kept by reference in #held. */
+const HELD = -1;
+
 /**
  * The core's in-memory view of the log: every entry after the snapshot boundary, plus which of
  * them the runtime has made durable. Compaction (a snapshot) drops the prefix, so memory stays
  * bounded by the snapshot threshold, as etcd's MemoryStorage does.
+ *
+ * The entries are kept as columns, not as objects: a term, a type and the place of the data
+ * (copied into large append-only slabs) per entry, in arrays of numbers. Entry objects are made
+ * when asked for and die young. A log of thousands of Entry objects, each with its own
+ * Uint8Array and ArrayBuffer, would survive every young-generation collection, and V8 copies
+ * survivors, promotes them and sweeps their buffers one by one: the longer the log, the longer
+ * each of those pauses, on the path of whichever request is in flight (docs/architecture.md).
+ * Slab bytes are written once and never reused, so a view handed out stays valid after the
+ * entry is truncated or compacted away.
  */
 export class RaftLog {
-  /** entries[i] has index snapshot.index + 1 + i. */
-  #entries: Entry[];
+  /** Entry i has index snapshot.index + 1 + i; these four columns describe it. */
+  #terms: number[] = [];
+  /** 1 for a config entry, 0 for a normal one. */
+  #configs: number[] = [];
+  #lengths: number[] = [];
+  /** The data's position in the slabs' byte space, or HELD. */
+  #at: number[] = [];
+  /** Data larger than INLINE_MAX_BYTES, by entry index. */
+  readonly #held = new Map<number, Uint8Array>();
+  /** slabs[k] holds positions [(firstSlab + k) * SLAB_BYTES, (firstSlab + k + 1) * SLAB_BYTES). */
+  #slabs: Uint8Array[] = [];
+  #firstSlab = 0;
+  /** The next free position; it only grows. */
+  #cursor = 0;
   #snapshot: SnapshotMeta;
   /** First index not yet known durable; entries from here on go into the next Ready. */
   #unstableFrom: number;
@@ -19,14 +48,50 @@ export class RaftLog {
 
   constructor(snapshot: SnapshotMeta, entries: readonly Entry[], commit: number, applied: number) {
     this.#snapshot = snapshot;
-    this.#entries = [...entries];
-    for (let i = 0; i < this.#entries.length; i++) {
-      assert(this.#entries[i].index === snapshot.index + 1 + i, `log gap at ${snapshot.index + 1 + i}`);
-      this.#bytes += this.#entries[i].data.byteLength;
+    for (let i = 0; i < entries.length; i++) {
+      assert(entries[i].index === snapshot.index + 1 + i, `log gap at ${snapshot.index + 1 + i}`);
+      this.#push(entries[i]);
     }
     this.#unstableFrom = this.lastIndex() + 1;
     this.commit = Math.min(Math.max(commit, snapshot.index), this.lastIndex());
     this.applied = Math.max(Math.min(applied, this.commit), snapshot.index);
+  }
+
+  /** Adds e at the end: its data copied into a slab, or kept by reference when large. */
+  #push(e: Entry): void {
+    const n = e.data.byteLength;
+    let at = this.#cursor;
+    if (n > INLINE_MAX_BYTES) {
+      at = HELD;
+      this.#held.set(e.index, e.data);
+    } else if (n > 0) {
+      let id = Math.floor(at / SLAB_BYTES);
+      if (at + n > (id + 1) * SLAB_BYTES) at = ++id * SLAB_BYTES;
+      if (this.#slabs.length === 0) this.#firstSlab = id;
+      while (this.#firstSlab + this.#slabs.length <= id) this.#slabs.push(new Uint8Array(SLAB_BYTES));
+      this.#slabs[id - this.#firstSlab].set(e.data, at - id * SLAB_BYTES);
+      this.#cursor = at + n;
+    }
+    this.#terms.push(e.term);
+    this.#configs.push(e.type === 'config' ? 1 : 0);
+    this.#lengths.push(n);
+    this.#at.push(at);
+    this.#bytes += n;
+  }
+
+  /** The entry at position i (index snapshot.index + 1 + i), as a fresh object. */
+  #entryAt(i: number): Entry {
+    const index = this.#snapshot.index + 1 + i;
+    const n = this.#lengths[i];
+    const at = this.#at[i];
+    let data: Uint8Array = EMPTY;
+    if (at === HELD) data = this.#held.get(index)!;
+    else if (n > 0) {
+      const id = Math.floor(at / SLAB_BYTES);
+      const offset = at - id * SLAB_BYTES;
+      data = this.#slabs[id - this.#firstSlab].subarray(offset, offset + n);
+    }
+    return { index, term: this.#terms[i], type: this.#configs[i] === 1 ? 'config' : 'normal', data };
   }
 
   get snapshot(): SnapshotMeta {
@@ -38,7 +103,7 @@ export class RaftLog {
   }
 
   lastIndex(): number {
-    return this.#snapshot.index + this.#entries.length;
+    return this.#snapshot.index + this.#terms.length;
   }
 
   lastTerm(): number {
@@ -53,12 +118,12 @@ export class RaftLog {
   term(index: number): number | undefined {
     if (index === this.#snapshot.index) return this.#snapshot.term;
     if (index < this.#snapshot.index || index > this.lastIndex()) return undefined;
-    return this.#entries[index - this.#snapshot.index - 1].term;
+    return this.#terms[index - this.#snapshot.index - 1];
   }
 
   entry(index: number): Entry {
     assert(index > this.#snapshot.index && index <= this.lastIndex(), `entry ${index} not in memory`);
-    return this.#entries[index - this.#snapshot.index - 1];
+    return this.#entryAt(index - this.#snapshot.index - 1);
   }
 
   matchTerm(index: number, term: number): boolean {
@@ -78,10 +143,10 @@ export class RaftLog {
     const out: Entry[] = [];
     let bytes = 0;
     for (let i = lo; i < end; i++) {
-      const e = this.#entries[i - this.#snapshot.index - 1];
-      bytes += e.data.byteLength;
+      const at = i - this.#snapshot.index - 1;
+      bytes += this.#lengths[at];
       if (out.length > 0 && bytes > maxBytes) break;
-      out.push(e);
+      out.push(this.#entryAt(at));
     }
     return out;
   }
@@ -94,7 +159,7 @@ export class RaftLog {
     let bytes = 0;
     let i = Math.min(hi, this.lastIndex());
     while (i > this.#snapshot.index) {
-      bytes += this.#entries[i - this.#snapshot.index - 1].data.byteLength;
+      bytes += this.#lengths[i - this.#snapshot.index - 1];
       if (bytes > maxBytes) return i;
       i--;
     }
@@ -105,8 +170,7 @@ export class RaftLog {
   append(entries: readonly Entry[]): void {
     for (const e of entries) {
       assert(e.index === this.lastIndex() + 1, `append ${e.index} after ${this.lastIndex()}`);
-      this.#entries.push(e);
-      this.#bytes += e.data.byteLength;
+      this.#push(e);
     }
   }
 
@@ -131,8 +195,14 @@ export class RaftLog {
 
   truncateFrom(index: number): void {
     const keep = index - this.#snapshot.index - 1;
-    for (let j = keep; j < this.#entries.length; j++) this.#bytes -= this.#entries[j].data.byteLength;
-    this.#entries.length = keep;
+    for (let j = keep; j < this.#lengths.length; j++) {
+      this.#bytes -= this.#lengths[j];
+      if (this.#at[j] === HELD) this.#held.delete(this.#snapshot.index + 1 + j);
+    }
+    this.#terms.length = keep;
+    this.#configs.length = keep;
+    this.#lengths.length = keep;
+    this.#at.length = keep;
     this.#unstableFrom = Math.min(this.#unstableFrom, index);
   }
 
@@ -156,7 +226,7 @@ export class RaftLog {
 
   unstableEntries(): Entry[] {
     if (this.#unstableFrom > this.lastIndex()) return [];
-    return this.#entries.slice(this.#unstableFrom - this.#snapshot.index - 1);
+    return this.slice(Math.max(this.#unstableFrom, this.firstIndex()), this.lastIndex() + 1);
   }
 
   /** The runtime has made entries up to (index, term) durable. Ignored if the log moved on. */
@@ -178,7 +248,12 @@ export class RaftLog {
   /** Replace everything with a snapshot received from the leader. */
   restore(snapshot: SnapshotMeta): void {
     this.#snapshot = snapshot;
-    this.#entries = [];
+    this.#terms = [];
+    this.#configs = [];
+    this.#lengths = [];
+    this.#at = [];
+    this.#held.clear();
+    this.#slabs = [];
     this.#bytes = 0;
     this.#unstableFrom = snapshot.index + 1;
     this.commit = snapshot.index;
@@ -191,8 +266,29 @@ export class RaftLog {
     if (snapshot.index <= this.#snapshot.index) return;
     assert(this.term(snapshot.index) === snapshot.term, `compact term mismatch at ${snapshot.index}`);
     const drop = snapshot.index - this.#snapshot.index;
-    for (let j = 0; j < drop; j++) this.#bytes -= this.#entries[j].data.byteLength;
-    this.#entries = this.#entries.slice(drop);
+    for (let j = 0; j < drop; j++) {
+      this.#bytes -= this.#lengths[j];
+      if (this.#at[j] === HELD) this.#held.delete(this.#snapshot.index + 1 + j);
+    }
+    this.#terms = this.#terms.slice(drop);
+    this.#configs = this.#configs.slice(drop);
+    this.#lengths = this.#lengths.slice(drop);
+    this.#at = this.#at.slice(drop);
     this.#snapshot = snapshot;
+    this.#dropSlabsBefore(this.#firstSlabPosition());
+  }
+
+  /** Where the first entry still in a slab starts, or the cursor when none is. */
+  #firstSlabPosition(): number {
+    for (let i = 0; i < this.#at.length; i++) if (this.#at[i] !== HELD && this.#lengths[i] > 0) return this.#at[i];
+    return this.#cursor;
+  }
+
+  /** Lets go of the slabs wholly before `position`. */
+  #dropSlabsBefore(position: number): void {
+    const drop = Math.min(this.#slabs.length, Math.floor(position / SLAB_BYTES) - this.#firstSlab);
+    if (drop <= 0) return;
+    this.#slabs = this.#slabs.slice(drop);
+    this.#firstSlab += drop;
   }
 }
