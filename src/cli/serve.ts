@@ -1,6 +1,7 @@
 import { ConfigError, loadServeConfig } from '../config/load.js';
 import { Member } from '../member/member.js';
 import { createLogger } from '../util/log.js';
+import { capYoungGeneration } from './young-generation.js';
 
 /** `flotilla serve`: this process is the member. Exit codes: 0 clean stop, 1 failed start, 2 bad flags. */
 export async function serve(argv: readonly string[]): Promise<number> {
@@ -15,6 +16,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  capYoungGeneration(); // this process is the member: shorter scavenges (see young-generation.ts)
   let member: Member;
   try {
     member = await Member.start(config, { logger });
