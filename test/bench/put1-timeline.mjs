@@ -20,10 +20,11 @@
 // the first packet from its connection to the leader's peer port after the append left; a reply
 // to an earlier heartbeat that arrives just then is counted as the acknowledgement, so a few
 // segments are off by one message.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { captureScratchDir, PAYLOAD_ONLY, startCapture } from './lib/capture.mjs';
 import { FlotillaCluster, preload } from './lib/clusters.mjs';
-import { cleanup, installExitHandlers, makeTempDir, run, sleep, startChild, stopChild, which } from './lib/proc.mjs';
+import { cleanup, installExitHandlers, makeTempDir } from './lib/proc.mjs';
 import { runWrk } from './lib/wrk.mjs';
 
 const REPO = resolve(import.meta.dirname, '../..');
@@ -99,10 +100,8 @@ function readPauses(dir, members, leader) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   installExitHandlers();
-  if (!(await which('tcpdump'))) throw new Error('tcpdump is not installed (apt-get install tcpdump)');
   const dir = await makeTempDir('timeline');
-  const shm = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/flotilla-timeline-') : dir;
-  process.once('exit', () => rmSync(shm, { recursive: true, force: true }));
+  const shm = await captureScratchDir('timeline', dir);
   process.env.FLOTILLA_BENCH_GC_LOG_DIR = shm;
   try {
     const cluster = await FlotillaCluster.start({ size: 3, repo: REPO, nodeFlags: () => ['--import', join(REPO, 'test/bench/lib/gc-log-preload.mjs')] });
@@ -111,17 +110,11 @@ async function main() {
     console.log(`leader ${leader.name}; writing the ${KEYS} keys once, then ${o.warmUp} s of warm-up at 64 connections ...`);
     await preload(cluster, KEYS, 100);
     if (o.warmUp > 0) await runWrk({ repo: REPO, url: leader.clientUrl, mode: 'flotilla-put', connections: 64, seconds: o.warmUp, keys: KEYS });
-    const pcap = join(shm, 'capture.pcap');
     const ports = cluster.members.flatMap((m) => [`port ${m.clientPort}`, `port ${m.peerPort}`]).join(' or ');
-    const payload = '(((ip[2:2] - ((ip[0]&0xf)<<2)) - ((tcp[12]&0xf0)>>2)) != 0)';
-    const tcpdump = startChild('tcpdump', ['-i', 'lo', '-nn', '-s', '80', '-B', '65536', '-w', pcap, `(${ports}) and ${payload}`], { logFile: join(dir, 'tcpdump.log') });
-    await sleep(1000);
-    if (tcpdump.exitCode !== null) throw new Error(`tcpdump exited (${tcpdump.exitCode}); see ${tcpdump.logFile}`);
+    const capture = await startCapture({ dir: shm, name: 'capture', filter: `(${ports}) and ${PAYLOAD_ONLY}`, logDir: dir });
     const w = await runWrk({ repo: REPO, url: leader.clientUrl, mode: 'flotilla-put', connections: 1, seconds: o.seconds, keys: KEYS, threads: 1 });
-    await sleep(300);
-    await stopChild(tcpdump);
-    const read = await run('tcpdump', ['-r', pcap, '-nn', '-tt', '-q']);
-    const requests = requestsFrom(read.stdout, leader, followers);
+    const text = await capture.stop();
+    const requests = requestsFrom(text, leader, followers);
     const pauses = readPauses(shm, cluster.members, leader);
     await cluster.stop();
 

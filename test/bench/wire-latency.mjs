@@ -20,10 +20,10 @@
 //    once: libuv 1.46 (Node 20) accepts one connection per turn of the event loop, and a turn
 //    with 250 busy connections takes milliseconds, so the last connections wait hundreds of
 //    milliseconds for their first answer. Bare node:http shows the same.
-import { mkdtempSync, existsSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { captureScratchDir, PAYLOAD_ONLY, startCapture } from './lib/capture.mjs';
 import { BareServer, EtcdCluster, FlotillaCluster, preload } from './lib/clusters.mjs';
-import { cleanup, installExitHandlers, makeTempDir, run, sleep, startChild, stopChild, which } from './lib/proc.mjs';
+import { cleanup, installExitHandlers, makeTempDir, which } from './lib/proc.mjs';
 import { runWrk } from './lib/wrk.mjs';
 
 const REPO = resolve(import.meta.dirname, '../..');
@@ -95,28 +95,18 @@ const ms = (v) => `${v.toFixed(1)} ms`;
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   installExitHandlers();
-  if (!(await which('tcpdump'))) throw new Error('tcpdump is not installed (apt-get install tcpdump)');
   const dir = await makeTempDir('wire');
-  const captureDir = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/flotilla-wire-') : dir;
-  process.once('exit', () => rmSync(captureDir, { recursive: true, force: true }));
+  const captureDir = await captureScratchDir('wire', dir);
   try {
     const system = await startSystem(o, dir);
     const port = new URL(system.url).port;
     console.log(`${o.system}: warm-up, 64 connections, 4 s ...`);
     await runWrk({ repo: REPO, url: system.url, mode: system.mode, connections: 64, seconds: 4, keys: KEYS });
     for (let r = 1; r <= o.rounds; r++) {
-      const pcap = join(captureDir, `round-${r}.pcap`);
-      // Payload packets only (IP length minus both headers), 80 bytes of each.
-      const filter = `tcp port ${port} and (((ip[2:2] - ((ip[0]&0xf)<<2)) - ((tcp[12]&0xf0)>>2)) != 0)`;
-      const tcpdump = startChild('tcpdump', ['-i', 'lo', '-nn', '-s', '80', '-B', '65536', '-w', pcap, filter], { logFile: join(dir, 'tcpdump.log') });
-      await sleep(1000);
-      if (tcpdump.exitCode !== null) throw new Error(`tcpdump exited (${tcpdump.exitCode}); see ${tcpdump.logFile}`);
+      const capture = await startCapture({ dir: captureDir, name: `round-${r}`, filter: `tcp port ${port} and ${PAYLOAD_ONLY}`, logDir: dir });
       const w = await runWrk({ repo: REPO, url: system.url, mode: system.mode, connections: o.connections, seconds: o.seconds, keys: KEYS });
-      await sleep(300);
-      await stopChild(tcpdump);
-      const read = await run('tcpdump', ['-r', pcap, '-nn', '-tt', '-q']);
-      rmSync(pcap, { force: true });
-      const { answers, connections } = pairRequests(read.stdout, port);
+      const text = await capture.stop();
+      const { answers, connections } = pairRequests(text, port);
       // etcd's HTTP gateway talks to its own gRPC server through the same port: connections
       // beyond wrk's, each carrying more answers than any of wrk's (it multiplexes them all).
       // Leave the busiest connections beyond wrk's count out. (A rule based on the median count,
