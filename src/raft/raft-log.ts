@@ -194,15 +194,7 @@ export class RaftLog {
   }
 
   truncateFrom(index: number): void {
-    const keep = index - this.#snapshot.index - 1;
-    for (let j = keep; j < this.#lengths.length; j++) {
-      this.#bytes -= this.#lengths[j];
-      if (this.#at[j] === HELD) this.#held.delete(this.#snapshot.index + 1 + j);
-    }
-    this.#terms.length = keep;
-    this.#configs.length = keep;
-    this.#lengths.length = keep;
-    this.#at.length = keep;
+    this.#keep(0, index - this.#snapshot.index - 1);
     this.#unstableFrom = Math.min(this.#unstableFrom, index);
   }
 
@@ -247,14 +239,8 @@ export class RaftLog {
 
   /** Replace everything with a snapshot received from the leader. */
   restore(snapshot: SnapshotMeta): void {
+    this.#keep(0, 0);
     this.#snapshot = snapshot;
-    this.#terms = [];
-    this.#configs = [];
-    this.#lengths = [];
-    this.#at = [];
-    this.#held.clear();
-    this.#slabs = [];
-    this.#bytes = 0;
     this.#unstableFrom = snapshot.index + 1;
     this.commit = snapshot.index;
     this.applied = snapshot.index;
@@ -265,30 +251,36 @@ export class RaftLog {
     assert(snapshot.index <= this.applied, `compact ${snapshot.index} beyond applied ${this.applied}`);
     if (snapshot.index <= this.#snapshot.index) return;
     assert(this.term(snapshot.index) === snapshot.term, `compact term mismatch at ${snapshot.index}`);
-    const drop = snapshot.index - this.#snapshot.index;
-    for (let j = 0; j < drop; j++) {
-      this.#bytes -= this.#lengths[j];
-      if (this.#at[j] === HELD) this.#held.delete(this.#snapshot.index + 1 + j);
-    }
-    this.#terms = this.#terms.slice(drop);
-    this.#configs = this.#configs.slice(drop);
-    this.#lengths = this.#lengths.slice(drop);
-    this.#at = this.#at.slice(drop);
+    this.#keep(snapshot.index - this.#snapshot.index, this.#terms.length);
     this.#snapshot = snapshot;
-    this.#dropSlabsBefore(this.#firstSlabPosition());
   }
 
-  /** Where the first entry still in a slab starts, or the cursor when none is. */
-  #firstSlabPosition(): number {
-    for (let i = 0; i < this.#at.length; i++) if (this.#at[i] !== HELD && this.#lengths[i] > 0) return this.#at[i];
-    return this.#cursor;
-  }
-
-  /** Lets go of the slabs wholly before `position`. */
-  #dropSlabsBefore(position: number): void {
-    const drop = Math.min(this.#slabs.length, Math.floor(position / SLAB_BYTES) - this.#firstSlab);
-    if (drop <= 0) return;
-    this.#slabs = this.#slabs.slice(drop);
-    this.#firstSlab += drop;
+  /**
+   * Keeps the entries at positions [from, to) and lets go of the rest: their bytes, their held
+   * data, and the slabs wholly before the first entry still in one (before the cursor's slab when
+   * none is). Call it before the snapshot boundary moves: positions count from the current one.
+   */
+  #keep(from: number, to: number): void {
+    for (let i = 0; i < this.#terms.length; i++) {
+      if (i >= from && i < to) continue;
+      this.#bytes -= this.#lengths[i];
+      if (this.#at[i] === HELD) this.#held.delete(this.#snapshot.index + 1 + i);
+    }
+    this.#terms = this.#terms.slice(from, to);
+    this.#configs = this.#configs.slice(from, to);
+    this.#lengths = this.#lengths.slice(from, to);
+    this.#at = this.#at.slice(from, to);
+    let first = this.#cursor;
+    for (let i = 0; i < this.#at.length; i++) {
+      if (this.#at[i] !== HELD && this.#lengths[i] > 0) {
+        first = this.#at[i];
+        break;
+      }
+    }
+    const drop = Math.min(this.#slabs.length, Math.floor(first / SLAB_BYTES) - this.#firstSlab);
+    if (drop > 0) {
+      this.#slabs = this.#slabs.slice(drop);
+      this.#firstSlab += drop;
+    }
   }
 }
