@@ -6,7 +6,8 @@
  * Why a file of our own rather than LevelDB's: a synced LevelDB batch costs about 0.45 ms on the
  * reference machine; an append to a file opened with O_DSYNC costs about 0.2 ms. Every
  * acknowledged write waits for one such sync on the leader and on a follower, so this is most of
- * the latency of a write at low concurrency (see docs/benchmarks.md).
+ * the latency of a write at low concurrency (see docs/benchmarks.md). For the same reason a small
+ * write is made on the calling thread, not the thread pool (see #write).
  *
  * Segment files are named by a 16-hex-digit sequence number (`0000000000000001.wal`) and are
  * read back in sequence order. Each write is one frame, and a frame holds records (all integers
@@ -29,7 +30,7 @@
  * `dropTornTail` cuts it off. Any other bad frame is corruption and throws: a later write was
  * acknowledged after it.
  */
-import { constants } from 'node:fs';
+import { constants, writevSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CorruptDataError } from '../kv/errors.js';
@@ -59,6 +60,11 @@ const ENTRY_TYPES: readonly EntryType[] = ['normal', 'config'];
 const COPY_DATA_BYTES = 4096;
 /** Below Linux's IOV_MAX (1024), so one write is one system call, hence one sync. */
 const MAX_WRITE_PIECES = 1000;
+/**
+ * A write of at most one entry and at most this many bytes is made on the calling thread (see
+ * #write); anything larger goes to libuv's thread pool.
+ */
+export const INLINE_WRITE_MAX_BYTES = 16 * 1024;
 const SEGMENT_NAME = /^([0-9a-f]{16})\.wal$/;
 const WRITE_FLAGS = constants.O_WRONLY | constants.O_DSYNC;
 
@@ -210,7 +216,7 @@ export class Wal {
     const pieces = new FrameWriter();
     if (hardState !== null) pieces.record(KIND_HARD_STATE, encodeHardState(hardState));
     for (const entry of entries) pieces.entry(entry);
-    await this.#write(pieces.done(), entries.at(-1)?.index ?? 0);
+    await this.#write(pieces.done(), entries.at(-1)?.index ?? 0, entries.length <= 1);
     if (hardState !== null) this.#hardState = hardState;
     if (entries.length > 0) {
       this.#terms.length = entries[0].index - this.#after - 1;
@@ -280,7 +286,17 @@ export class Wal {
     }
   }
 
-  async #write(pieces: Uint8Array[], maxIndex: number): Promise<void> {
+  /**
+   * Writes one frame where the data ends. A small write (`single` and at most
+   * INLINE_WRITE_MAX_BYTES) is made on this thread: the event loop waits the fraction of a
+   * millisecond the synced write takes, and no thread-pool thread has to be woken and then wake
+   * this one. When members and the load share a couple of cores, each such wake-up can wait for
+   * a core, and at one write in flight that wait was on every write's path, twice over (the
+   * leader's and a follower's). A Ready of one entry means nothing else was waiting to be logged
+   * (group commit gathers whatever is), so the loop has little else to do meanwhile; larger
+   * writes, under load, leave the loop free while the disk works.
+   */
+  async #write(pieces: Uint8Array[], maxIndex: number, single = false): Promise<void> {
     await this.#exclusive(async () => {
       let bytes = 0;
       for (const piece of pieces) bytes += piece.byteLength;
@@ -288,7 +304,8 @@ export class Wal {
       // A frame that would run past the segment's end starts the next one (one larger than a whole
       // segment is written where it is, and the file grows).
       if (this.#fileBytes + bytes > this.#segmentBytes && this.#segmentUsed) await this.#rollOver();
-      const { bytesWritten } = await this.#file!.writev(pieces, this.#fileBytes);
+      const inline = single && bytes <= INLINE_WRITE_MAX_BYTES;
+      const bytesWritten = inline ? writevSync(this.#file!.fd, pieces, this.#fileBytes) : (await this.#file!.writev(pieces, this.#fileBytes)).bytesWritten;
       assert(bytesWritten === bytes, `wal: wrote ${bytesWritten} of ${bytes} bytes`);
       this.#fileBytes += bytes;
       this.#segmentUsed = true;

@@ -1,10 +1,11 @@
+import { createHook } from 'node:async_hooks';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { CorruptDataError } from '../../src/kv/errors.js';
 import type { Entry, HardState } from '../../src/raft/types.js';
-import { Wal, type WalContents } from '../../src/storage/wal.js';
+import { INLINE_WRITE_MAX_BYTES, Wal, type WalContents } from '../../src/storage/wal.js';
 
 const SEGMENT = 4096;
 
@@ -84,6 +85,37 @@ describe('replay rebuilds the log as it was written', () => {
     const contents = await reopen();
     expect(shape(contents)).toEqual(['9@3']);
     expect(contents.after).toBe(8);
+  });
+});
+
+describe('where a write is made', () => {
+  /** How many file-system requests `write` handed to libuv's thread pool. */
+  async function threadPoolRequests(write: () => Promise<void>): Promise<number> {
+    let requests = 0;
+    const hook = createHook({
+      init(_id, type) {
+        if (type.startsWith('FSREQ')) requests++;
+      },
+    });
+    hook.enable();
+    try {
+      await write();
+    } finally {
+      hook.disable();
+    }
+    return requests;
+  }
+
+  test('one small entry, or a hard state alone, is written on the calling thread; anything more goes to the thread pool', async () => {
+    await wal.append(null, range(1, 1, 1)); // opens the segment
+    expect(await threadPoolRequests(() => wal.append(null, [entry(2, 1)]))).toBe(0);
+    expect(await threadPoolRequests(() => wal.append({ term: 2, vote: 'n1', commit: 0 }, []))).toBe(0);
+    expect(await threadPoolRequests(() => wal.append(null, range(3, 4, 2)))).toBeGreaterThan(0);
+    const large = { ...entry(5, 2, INLINE_WRITE_MAX_BYTES), index: 5 };
+    expect(await threadPoolRequests(() => wal.append(null, [large]))).toBeGreaterThan(0);
+    const contents = await reopen();
+    expect(contents.entries.map((e) => `${e.index}@${e.term}`)).toEqual(['1@1', '2@1', '3@2', '4@2', '5@2']);
+    expect(contents.hardState).toEqual({ term: 2, vote: 'n1', commit: 0 });
   });
 });
 
