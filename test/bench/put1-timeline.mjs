@@ -14,7 +14,7 @@
 //    followers alone; flotilla waits for its own write, see docs/architecture.md);
 //  - with --list, every slow request and the pauses beside it.
 //
-//   node test/bench/put1-timeline.mjs [--seconds=12] [--slow-ms=2.5] [--warm-up=4] [--list]
+//   node test/bench/put1-timeline.mjs [--seconds=12] [--slow-ms=2.5] [--warm-up=4] [--value-bytes=100] [--list]
 //
 // Needs tcpdump and the right to capture on the loopback interface (root). A follower's reply is
 // the first packet from its connection to the leader's peer port after the append left; a reply
@@ -33,13 +33,14 @@ const KEYS = 10_000;
 const ANSWER_AFTER_REPLY_MS = 0.3;
 
 function parseArgs(argv) {
-  const o = { seconds: 12, slowMs: 2.5, warmUp: 4, list: false };
+  const o = { seconds: 12, slowMs: 2.5, warmUp: 4, valueBytes: 100, list: false };
   for (const a of argv) {
     const [k, v] = a.split('=');
     if (k === '--list') o.list = true;
     else if (k === '--seconds' && Number(v) >= 1 && Number(v) <= 120) o.seconds = Number(v);
     else if (k === '--slow-ms' && Number(v) > 0) o.slowMs = Number(v);
     else if (k === '--warm-up' && Number(v) >= 0 && Number(v) <= 60) o.warmUp = Number(v);
+    else if (k === '--value-bytes' && Number.isInteger(Number(v)) && Number(v) >= 1 && Number(v) <= 65536) o.valueBytes = Number(v);
     else throw new Error(`unknown option ${a} (see the head of this file)`);
   }
   return o;
@@ -108,11 +109,11 @@ async function main() {
     const leader = await cluster.leader();
     const followers = cluster.members.filter((m) => m !== leader);
     console.log(`leader ${leader.name}; writing the ${KEYS} keys once, then ${o.warmUp} s of warm-up at 64 connections ...`);
-    await preload(cluster, KEYS, 100);
-    if (o.warmUp > 0) await runWrk({ repo: REPO, url: leader.clientUrl, mode: 'flotilla-put', connections: 64, seconds: o.warmUp, keys: KEYS });
+    await preload(cluster, KEYS, o.valueBytes);
+    if (o.warmUp > 0) await runWrk({ repo: REPO, url: leader.clientUrl, mode: 'flotilla-put', connections: 64, seconds: o.warmUp, keys: KEYS, valueBytes: o.valueBytes });
     const ports = cluster.members.flatMap((m) => [`port ${m.clientPort}`, `port ${m.peerPort}`]).join(' or ');
     const capture = await startCapture({ dir: shm, name: 'capture', filter: `(${ports}) and ${PAYLOAD_ONLY}`, logDir: dir });
-    const w = await runWrk({ repo: REPO, url: leader.clientUrl, mode: 'flotilla-put', connections: 1, seconds: o.seconds, keys: KEYS, threads: 1 });
+    const w = await runWrk({ repo: REPO, url: leader.clientUrl, mode: 'flotilla-put', connections: 1, seconds: o.seconds, keys: KEYS, threads: 1, valueBytes: o.valueBytes });
     const text = await capture.stop();
     const requests = requestsFrom(text, leader, followers);
     const pauses = readPauses(shm, cluster.members, leader);
