@@ -110,6 +110,8 @@ export class Member implements KvService {
   #commitNotifyTimer: NodeJS.Timeout | null = null;
   #loopRunning = false;
   #loopScheduled = false;
+  /** When the loop took the Ready (or exclusive task) it is working on (see #sendHeartbeatsPastStall). */
+  #busySince = 0;
   #stopping = false;
   #fatal = false;
   #lastSoft: SoftState | null = null;
@@ -258,6 +260,7 @@ export class Member implements KvService {
       this.#leases.tick();
       this.#promoteCaughtUpLearners();
     }
+    this.#sendHeartbeatsPastStall();
     this.#schedule();
   }
 
@@ -267,7 +270,23 @@ export class Member implements KvService {
     for (const m of messages) this.#core.step(m);
     // An acknowledgement from a follower that was behind the commit index owes it the news.
     if (this.#core.commitNotifyOwed()) this.#armCommitNotify();
+    this.#sendHeartbeatsPastStall();
     this.#schedule();
+  }
+
+  /**
+   * A Ready that has been persisting for a heartbeat interval or more (LevelDB stalls writes while
+   * a compaction catches up, and persist then waits for it: seconds, under heavy writes of large
+   * values), or an exclusive task as long, would hold back every message the core makes meanwhile. Heartbeats and their replies
+   * go at once instead (RaftCore.takeHeartbeats): without them the followers campaign and the
+   * leader, which hears no replies, steps down, and a slow disk becomes an election.
+   */
+  #sendHeartbeatsPastStall(): void {
+    if (!this.#loopRunning || performance.now() - this.#busySince < this.#config.heartbeatIntervalMs) return;
+    const { term, vote } = this.#core.hardState();
+    if (term !== this.#persistedTerm || vote !== this.#persistedVote) return;
+    const beats = this.#core.takeHeartbeats();
+    if (beats.length > 0) this.#send(beats);
   }
 
   /** Run the loop soon; events that arrive meanwhile join the same Ready (group commit). */
@@ -285,9 +304,13 @@ export class Member implements KvService {
     this.#loopRunning = true;
     try {
       for (;;) {
-        while (this.#exclusive.length > 0) await this.#exclusive.shift()!();
+        while (this.#exclusive.length > 0) {
+          this.#busySince = performance.now();
+          await this.#exclusive.shift()!();
+        }
         this.#reads.flush((ctx) => this.#core.readIndex(ctx).ok);
         if (!this.#core.hasReady()) break;
+        this.#busySince = performance.now();
         await this.#handleReady(this.#core.ready());
       }
     } catch (err) {

@@ -394,6 +394,28 @@ export class RaftCore {
     return this.#publicRole();
   }
 
+  /** The current term, vote and commit index (what the next Ready's hard state would hold). */
+  hardState(): HardState {
+    return this.#hardState();
+  }
+
+  /**
+   * Takes the heartbeats and heartbeat replies waiting for the next Ready, for the runtime to send
+   * now. They carry a term, a commit index no higher than what the leader knows the receiver
+   * holds, and a read round: nothing in them depends on a write the runtime has not finished, so
+   * they may go while a Ready is still being persisted, provided this member's current term and
+   * vote are already durable (the runtime checks; hardState() gives them). A runtime whose
+   * storage stalls (LevelDB waiting for a compaction) thus keeps its followers from campaigning,
+   * and its leader from stepping down for want of a quorum.
+   */
+  takeHeartbeats(): Message[] {
+    const beats: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of this.#msgs) (m.type === 'heartbeat' || m.type === 'heartbeatResp' ? beats : rest).push(m);
+    if (beats.length > 0) this.#msgs = rest;
+    return beats;
+  }
+
   status(): RaftStatus {
     return {
       id: this.id,
