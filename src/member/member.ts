@@ -277,9 +277,10 @@ export class Member implements KvService {
   /**
    * A Ready that has been persisting for a heartbeat interval or more (LevelDB stalls writes while
    * a compaction catches up, and persist then waits for it: seconds, under heavy writes of large
-   * values), or an exclusive task as long, would hold back every message the core makes meanwhile. Heartbeats and their replies
-   * go at once instead (RaftCore.takeHeartbeats): without them the followers campaign and the
-   * leader, which hears no replies, steps down, and a slow disk becomes an election.
+   * values), or an exclusive task as long, would hold back every message the core makes
+   * meanwhile. Heartbeats and their replies go at once instead (RaftCore.takeHeartbeats): without
+   * them the followers campaign and the leader, which hears no replies, steps down, and a slow
+   * disk becomes an election.
    */
   #sendHeartbeatsPastStall(): void {
     if (!this.#loopRunning || performance.now() - this.#busySince < this.#config.heartbeatIntervalMs) return;

@@ -72,6 +72,29 @@ describe('RaftCore basics', () => {
     expect(c.applied.get('solo')!.map((e) => e.data.byteLength)).toEqual([0, 1]);
   });
 
+  test('takeHeartbeats hands over the heartbeats and replies only, while a Ready is in flight', () => {
+    const c = cluster(['a', 'b', 'c']);
+    c.tickAll(30);
+    const leader = c.leader()!;
+    const follower = [...c.cores.values()].find((core) => core !== leader)!;
+    expect(leader.propose(new Uint8Array([1])).ok).toBe(true);
+    const inFlight = leader.ready(); // the runtime is persisting this one
+    expect(leader.propose(new Uint8Array([2])).ok).toBe(true);
+    leader.tick(); // heartbeatTicks 1: a heartbeat to each follower
+    const beats = leader.takeHeartbeats();
+    const others = ['a', 'b', 'c'].filter((id) => id !== leader.id);
+    expect(beats.map((m) => `${m.type}>${m.to}`).sort()).toEqual(others.map((id) => `heartbeat>${id}`));
+    expect(beats.every((m) => m.term === leader.hardState().term)).toBe(true);
+    expect(leader.takeHeartbeats()).toEqual([]);
+    follower.step(beats.find((m) => m.to === follower.id)!);
+    expect(follower.takeHeartbeats().map((m) => m.type)).toEqual(['heartbeatResp']);
+    leader.advance(inFlight);
+    const next = leader.ready();
+    expect(next.messages.some((m) => m.type === 'heartbeat')).toBe(false);
+    expect(next.messages.some((m) => m.type === 'append')).toBe(true); // the second proposal still goes with its Ready
+    leader.advance(next);
+  });
+
   test('followers refuse proposals and name the leader', () => {
     const c = cluster(['a', 'b', 'c']);
     c.tickAll(30);
