@@ -10,7 +10,7 @@ import type { ApplyResult, DeleteResult, PutResult } from '../kv/kv-state.js';
 import type { KvRecord } from '../kv/kv-record.js';
 import { RaftCore } from '../raft/raft-core.js';
 import type { Ready } from '../raft/ready.js';
-import type { ConfigState, Message, NodeId, SoftState } from '../raft/types.js';
+import type { ConfigState, HardState, Message, NodeId, SoftState } from '../raft/types.js';
 import { LevelStorage } from '../storage/level-storage.js';
 import type { ListOptions, ListPage } from '../storage/level-storage.js';
 import { PeerTransport } from '../transport/peer-client.js';
@@ -284,10 +284,14 @@ export class Member implements KvService {
    */
   #sendHeartbeatsPastStall(): void {
     if (!this.#loopRunning || performance.now() - this.#busySince < this.#config.heartbeatIntervalMs) return;
-    const { term, vote } = this.#core.hardState();
-    if (term !== this.#persistedTerm || vote !== this.#persistedVote) return;
+    if (!this.#durable(this.#core.hardState())) return;
     const beats = this.#core.takeHeartbeats();
     if (beats.length > 0) this.#send(beats);
+  }
+
+  /** Whether `hs`'s term and vote are the ones last written (its commit does not matter). */
+  #durable(hs: HardState): boolean {
+    return hs.term === this.#persistedTerm && hs.vote === this.#persistedVote;
   }
 
   /** Run the loop soon; events that arrive meanwhile join the same Ready (group commit). */
@@ -330,7 +334,7 @@ export class Member implements KvService {
     // commit to apply, heartbeats) sends after its write and before its clients are answered;
     // lazy commit notification (#armCommitNotify) leaves such Readies few messages to send.
     const hs = ready.hardState;
-    const termOrVoteChanged = hs !== null && (hs.term !== this.#persistedTerm || hs.vote !== this.#persistedVote);
+    const termOrVoteChanged = hs !== null && !this.#durable(hs);
     const early = !this.#stopping && !termOrVoteChanged && ready.entries.length > 0 && this.#core.role() === 'leader';
     if (early) this.#send(ready.messages);
     const t0 = performance.now();

@@ -8,7 +8,7 @@ import type { Member } from '../../src/index.js';
 import type { Ready } from '../../src/raft/ready.js';
 import type { ApplyResult } from '../../src/kv/kv-state.js';
 import { LevelStorage } from '../../src/storage/level-storage.js';
-import { freePort } from '../support/process-cluster.js';
+import { freePort, sleep, waitFor } from '../support/process-cluster.js';
 
 /**
  * LevelDB stalls its writers while a compaction catches up ("Too many L0 files; waiting..."), for
@@ -39,16 +39,6 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function waitFor<T>(what: string, ms: number, probe: () => T | null): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const found = probe();
-    if (found !== null) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 test('a storage stall of five election timeouts on every member causes no election', { timeout: 60_000 }, async () => {
   dir = await mkdtemp(join(tmpdir(), 'flotilla-stall-'));
   const names = ['s1', 's2', 's3'];
@@ -64,11 +54,11 @@ test('a storage stall of five election timeouts on every member causes no electi
       }),
     );
   }
-  const leader = await waitFor('a leader all three follow', 10_000, () => {
+  const leader = await waitFor('a leader all three follow', async () => {
     const views = members.map((m) => m.status());
     const l = views[0].leader;
     return l !== null && views.every((v) => v.leader === l) ? members.find((m) => m.name === l)! : null;
-  });
+  }, 10_000);
   await leader.put('before', Buffer.from('x'), {});
   const term = leader.status().term;
 
@@ -77,7 +67,7 @@ test('a storage stall of five election timeouts on every member causes no electi
   // A write makes every member persist (the leader its entry, the followers the append), and
   // each then stays in its stalled Ready until the gate opens.
   const during = leader.put('during', Buffer.from('y'), {});
-  await new Promise((resolve) => setTimeout(resolve, STALL_MS));
+  await sleep(STALL_MS);
   gate = null;
   open();
   await during;
