@@ -52,9 +52,15 @@ const MAX_HEADER_LINES = 64;
 const MAX_ANSWER_BYTES_PER_CHUNK = 1024 * 1024;
 /** A body at least this large is written after the head rather than copied next to it. */
 const COPY_LIMIT_BYTES = 16 * 1024;
-const REQUEST_LINE = /^GET (\/[!-~]*) HTTP\/1\.1$/;
-/** RFC 9110 field name (token), colon, then a value of visible ASCII, spaces and tabs only. */
-const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e]*)$/;
+/** Bytes of the only request line taken: `GET /…` then this, then CRLF. */
+const HTTP_1_1 = Buffer.from(' HTTP/1.1', 'latin1');
+/** RFC 9110 token characters: what a header field name may hold. */
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1;
+const CR = 0x0d;
+const LF = 0x0a;
+const TAB = 0x09;
+const SPACE = 0x20;
 
 interface Head {
   readonly target: string;
@@ -62,45 +68,88 @@ interface Head {
 }
 
 /**
- * The request head (without its final CRLF CRLF) if it is a GET this door may answer; else null.
- * Exported for tests.
+ * The request head in `data[start, end)` (without its final CRLF CRLF) if it is a GET this door
+ * may answer; else null. It reads the bytes in place, without a string per line: the request line
+ * `GET /target HTTP/1.1` (target of visible ASCII), then header lines `name:value`, each name an
+ * RFC 9110 token and each value visible ASCII, spaces and tabs, exactly one `Host`, `Connection` at
+ * most `keep-alive` or `close`, and none of `Content-Length`, `Transfer-Encoding`, `Expect` or
+ * `Upgrade`. Exported for tests.
  */
-export function parseHead(text: string): Head | null {
-  const lines = text.split('\r\n');
-  if (lines.length > MAX_HEADER_LINES + 1) return null;
-  const first = REQUEST_LINE.exec(lines[0]!);
-  if (first === null) return null;
+export function parseHead(b: Buffer, start = 0, end = b.length): Head | null {
+  if (end - start < 5 || b[start] !== 0x47 || b[start + 1] !== 0x45 || b[start + 2] !== 0x54 || b[start + 3] !== SPACE || b[start + 4] !== 0x2f) return null;
+  let p = start + 5;
+  while (p < end && b[p]! > SPACE && b[p]! < 0x7f) p++;
+  if (p + HTTP_1_1.length > end) return null;
+  for (let k = 0; k < HTTP_1_1.length; k++) if (b[p + k] !== HTTP_1_1[k]) return null;
+  const target = b.toString('latin1', start + 4, p);
+  p += HTTP_1_1.length;
+  let lines = 0;
   let hosts = 0;
   let close = false;
-  for (let i = 1; i < lines.length; i++) {
-    const field = HEADER_LINE.exec(lines[i]!);
-    if (field === null) return null;
-    const name = field[1]!.toLowerCase();
-    if (name === 'host') {
+  while (p < end) {
+    if (b[p] !== CR || b[p + 1] !== LF || ++lines > MAX_HEADER_LINES) return null;
+    p += 2;
+    const name = p;
+    while (p < end && TOKEN[b[p]!] === 1) p++;
+    const nameLength = p - name;
+    if (nameLength === 0 || p === end || b[p] !== 0x3a) return null;
+    const value = ++p;
+    for (; p < end && b[p] !== CR; p++) {
+      const c = b[p]!;
+      if ((c < SPACE && c !== TAB) || c > 0x7e) return null;
+    }
+    if (nameIs(b, name, nameLength, 'host')) {
       hosts++;
-    } else if (name === 'connection') {
-      const value = field[2]!.trim().toLowerCase();
-      if (value === 'close') close = true;
-      else if (value !== 'keep-alive') return null;
-    } else if (name === 'content-length' || name === 'transfer-encoding' || name === 'expect' || name === 'upgrade') {
+    } else if (nameIs(b, name, nameLength, 'connection')) {
+      if (valueIs(b, value, p, 'close')) close = true;
+      else if (!valueIs(b, value, p, 'keep-alive')) return null;
+    } else if (
+      nameIs(b, name, nameLength, 'content-length') ||
+      nameIs(b, name, nameLength, 'transfer-encoding') ||
+      nameIs(b, name, nameLength, 'expect') ||
+      nameIs(b, name, nameLength, 'upgrade')
+    ) {
       return null;
     }
   }
-  if (hosts !== 1) return null;
-  return { target: first[1]!, close };
+  return hosts === 1 ? { target, close } : null;
 }
 
-/** Node's Date header value, recomputed at most once a second (as Node's server does). */
-let dateSecond = -1;
-let dateValue = '';
-function httpDate(): string {
+/** Whether `length` bytes at `at` spell `lower` (lower case letters and '-'), in any case. */
+function nameIs(b: Uint8Array, at: number, length: number, lower: string): boolean {
+  if (length !== lower.length) return false;
+  // Or-ing 0x20 lower-cases A-Z and leaves '-' alone; no other byte becomes a-z that way.
+  for (let k = 0; k < length; k++) if ((b[at + k]! | 0x20) !== lower.charCodeAt(k)) return false;
+  return true;
+}
+
+/** Whether the value in `b[at, end)`, without its leading and trailing blanks, is `lower`, in any case. */
+function valueIs(b: Uint8Array, at: number, end: number, lower: string): boolean {
+  while (at < end && (b[at] === SPACE || b[at] === TAB)) at++;
+  while (end > at && (b[end - 1] === SPACE || b[end - 1] === TAB)) end--;
+  return nameIs(b, at, end - at, lower);
+}
+
+/** What follows a route's header lines: Date and Connection, as Node's server writes them. */
+interface Tails {
+  readonly second: number;
+  readonly keepAliveS: number;
+  readonly keepAlive: string;
+  readonly close: string;
+}
+
+/** Node's Date header value changes once a second (as Node's server recomputes it). */
+function tailsFor(previous: Tails | null, keepAliveS: number): Tails {
   const now = Date.now();
   const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateValue = new Date(now).toUTCString();
-  }
-  return dateValue;
+  if (previous !== null && previous.second === second && previous.keepAliveS === keepAliveS) return previous;
+  const date = `Date: ${new Date(now).toUTCString()}\r\n`;
+  return {
+    second,
+    keepAliveS,
+    keepAlive: `${date}Connection: keep-alive\r\nKeep-Alive: timeout=${keepAliveS}\r\n\r\n`,
+    close: `${date}Connection: close\r\n\r\n`,
+  };
 }
 
 /**
@@ -128,7 +177,7 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
     if (unanswered !== null && unanswered.length > 0) socket.emit('data', unanswered);
   };
 
-  const keepAliveLine = (): string => `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(server.keepAliveTimeout / 1000)}\r\n\r\n`;
+  let tails: Tails | null = null;
 
   /** What one pass over read bytes did: answered up to `at`, and why it stopped there. */
   type Stop = 'all' | 'bound' | 'close' | 'other';
@@ -145,15 +194,16 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
         break;
       }
       const end = data.indexOf(HEAD_END, at);
-      const head = end < 0 || end - at > options.maxHeadBytes ? null : parseHead(data.toString('latin1', at, end));
+      const head = end < 0 || end - at > options.maxHeadBytes ? null : parseHead(data, at, end);
       const found = head === null ? null : options.route(head.target);
       if (found === null) {
         stop = 'other';
         break;
       }
-      const status = `HTTP/1.1 200 OK\r\n${found.headerLines}Date: ${httpDate()}\r\n${head!.close ? 'Connection: close\r\n\r\n' : keepAliveLine()}`;
-      out.push({ status, body: found.body });
-      answerBytes += status.length + found.body.byteLength;
+      tails = tailsFor(tails, Math.floor(server.keepAliveTimeout / 1000));
+      const answered = { headerLines: found.headerLines, tail: head!.close ? tails.close : tails.keepAlive, body: found.body };
+      out.push(answered);
+      answerBytes += answerLength(answered);
       at = end + HEAD_END.length;
       if (head!.close) {
         stop = 'close';
@@ -183,7 +233,8 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
         handOver(socket, at === 0 ? data : data.subarray(at));
         return;
       }
-      const rest = data.subarray(at);
+      // Nothing is left over in the usual case: one whole request a read.
+      const rest = at === data.length ? null : data.subarray(at);
       if (socket.writableNeedDrain) {
         // A client that does not read its answers is not read (nor answered) either until it
         // has caught up; the requests already read wait here, unanswered.
@@ -191,11 +242,11 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
         socket.once('drain', () => {
           if (!held.has(socket)) return;
           socket.resume();
-          if (rest.length > 0) serve(socket, rest);
+          if (rest !== null) serve(socket, rest);
         });
         return;
       }
-      if (rest.length === 0) return;
+      if (rest === null) return;
       data = rest;
     }
   };
@@ -260,20 +311,30 @@ export function installFrontDoor(server: Server, options: FrontDoorOptions): voi
 
 function ignore(): void {}
 
-/** One answer: its status line and headers (latin1), and its body. */
+/** One answer: a 200 with the route's header lines, then Date and Connection (`tail`), then the body. */
 interface Answer {
-  readonly status: string;
+  readonly headerLines: string;
+  readonly tail: string;
   readonly body: Uint8Array;
+}
+
+const STATUS_LINE = 'HTTP/1.1 200 OK\r\n';
+
+/** Its bytes on the wire: every string in it is ASCII, one byte a character. */
+function answerLength(a: Answer): number {
+  return STATUS_LINE.length + a.headerLines.length + a.tail.length + a.body.byteLength;
 }
 
 /** Writes answers: as one buffer when their bodies are small, else each head and body apart. */
 function write(socket: Socket, out: readonly Answer[]): void {
   if (out.length === 0) return;
   if (out.every((a) => a.body.byteLength < COPY_LIMIT_BYTES)) {
-    const buffer = Buffer.allocUnsafe(out.reduce((n, a) => n + a.status.length + a.body.byteLength, 0));
+    const buffer = Buffer.allocUnsafe(out.reduce((n, a) => n + answerLength(a), 0));
     let at = 0;
     for (const a of out) {
-      at += buffer.write(a.status, at, 'latin1');
+      at += buffer.write(STATUS_LINE, at, 'latin1');
+      at += buffer.write(a.headerLines, at, 'latin1');
+      at += buffer.write(a.tail, at, 'latin1');
       buffer.set(a.body, at);
       at += a.body.byteLength;
     }
@@ -282,7 +343,7 @@ function write(socket: Socket, out: readonly Answer[]): void {
   }
   socket.cork();
   for (const a of out) {
-    socket.write(a.status, 'latin1');
+    socket.write(STATUS_LINE + a.headerLines + a.tail, 'latin1');
     if (a.body.byteLength > 0) socket.write(a.body);
   }
   socket.uncork();

@@ -120,6 +120,17 @@ describe('GET ?consistency=stale before Fastify', () => {
     expect(fast).toContain('\r\nConnection: keep-alive\r\nKeep-Alive: timeout=72\r\n');
   });
 
+  test('an answer is kept with its record: a read after a write answers the new record', async () => {
+    expect(await get('/v1/kv/a/b?consistency=stale')).toBe(`${OK_HEAD(7, 3, 2, 6)}\x00\x01\xff\r\nA`);
+    expect(await get('/v1/kv/a/b?consistency=stale')).toBe(`${OK_HEAD(7, 3, 2, 6)}\x00\x01\xff\r\nA`);
+    // A write makes a new record for the key (records never change in place).
+    kv.store.set('a/b', { key: 'a/b', value: Buffer.from('new!!'), createRevision: 3, modRevision: 9, version: 3, lease: 0 });
+    expect(await get('/v1/kv/a/b?consistency=stale')).toBe(`${OK_HEAD(9, 3, 3, 5)}new!!`);
+    // The key deleted: the route's 404, not an answer kept from before.
+    kv.store.delete('a/b');
+    expect(await get('/v1/kv/a/b?consistency=stale')).toMatch(/^HTTP\/1\.1 404 /);
+  });
+
   test('each read is counted in the latency metrics under the route, as before', async () => {
     await get('/v1/kv/a/b?consistency=stale');
     await get('/v1/kv/a/b?consistency=stale&x=1');

@@ -12,12 +12,14 @@ import type { FastAnswer } from '../../src/api/front-door.js';
 // answers after a hand-over, and that nothing is lost, reordered or left open on the way.
 
 describe('parseHead', () => {
-  const head = (lines: string[]) => lines.join('\r\n');
+  const head = (lines: string[]) => Buffer.from(lines.join('\r\n'), 'latin1');
 
   test('takes a GET with one Host and ordinary headers', () => {
     expect(parseHead(head(['GET /v1/kv/a?consistency=stale HTTP/1.1', 'Host: x']))).toEqual({ target: '/v1/kv/a?consistency=stale', close: false });
     expect(parseHead(head(['GET /a HTTP/1.1', 'host:x', 'User-Agent: curl/8.0', 'Accept: */*', 'Connection: Keep-Alive']))).toEqual({ target: '/a', close: false });
     expect(parseHead(head(['GET /a HTTP/1.1', 'Host: x', 'Connection:  close \t']))).toEqual({ target: '/a', close: true });
+    // Names are whole tokens: these only start like ones the door refuses.
+    expect(parseHead(head(['GET / HTTP/1.1', 'HOST: x', 'Content-Lengthy: 1', 'Upgraded: no']))).toEqual({ target: '/', close: false });
   });
 
   test.each([
@@ -39,8 +41,63 @@ describe('parseHead', () => {
     ['a byte above ASCII', ['GET /a HTTP/1.1', 'Host: x\xe9']],
     ['an empty header line', ['GET /a HTTP/1.1', '', 'Host: x']],
     ['too many header lines', ['GET /a HTTP/1.1', 'Host: x', ...Array.from({ length: 64 }, (_, i) => `X-${i}: 1`)]],
+    ['a DEL character', ['GET /a HTTP/1.1', 'Host: x\x7f']],
+    ['a bare CR ending a line', ['GET /a HTTP/1.1', 'Host: x\r']],
+    ['a name that only starts like Host', ['GET /a HTTP/1.1', 'Hostx: x']],
+    ['no header lines at all', ['GET /a HTTP/1.1']],
+    ['two spaces before the version', ['GET /a  HTTP/1.1', 'Host: x']],
+    ['bytes after the version', ['GET /a HTTP/1.1x', 'Host: x']],
   ])('passes on %s', (_what, lines) => {
     expect(parseHead(head(lines))).toBeNull();
+  });
+
+  test('reads the head where it lies in a larger buffer', () => {
+    const data = Buffer.from('GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\nhOST: b\r\nCONNECTION: Close\r\n\r\n', 'latin1');
+    const second = data.indexOf('GET /y');
+    expect(parseHead(data, 0, data.indexOf('\r\n\r\n'))).toEqual({ target: '/x', close: false });
+    expect(parseHead(data, second, data.indexOf('\r\n\r\n', second))).toEqual({ target: '/y', close: true });
+  });
+
+  test('agrees with the same rules applied line by line to text, on random heads', () => {
+    // The rules as plain string work: split the head into lines and match each.
+    const reference = (text: string): { target: string; close: boolean } | null => {
+      const lines = text.split('\r\n');
+      if (lines.length > 65) return null;
+      const first = /^GET (\/[!-~]*) HTTP\/1\.1$/.exec(lines[0]!);
+      if (first === null) return null;
+      let hosts = 0;
+      let close = false;
+      for (const line of lines.slice(1)) {
+        const field = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e]*)$/.exec(line);
+        if (field === null) return null;
+        const name = field[1]!.toLowerCase();
+        const value = field[2]!.replace(/^[ \t]+|[ \t]+$/g, '').toLowerCase();
+        if (name === 'host') hosts++;
+        else if (name === 'connection' && value === 'close') close = true;
+        else if (name === 'connection' && value !== 'keep-alive') return null;
+        else if (['content-length', 'transfer-encoding', 'expect', 'upgrade'].includes(name)) return null;
+      }
+      return hosts === 1 ? { target: first[1]!, close } : null;
+    };
+    const parts = ['GET', ' ', '/', 'a', '?', 'HTTP/1.1', '\r\n', ':', ': ', 'Host', 'host', 'HOST', 'Connection', 'close', 'Keep-Alive', '\t', '\r', '\n', '\x00', '\x7f', '\xe9', 'Upgrade', 'Expect', '-', 'Content-Length', 'Transfer-Encoding'];
+    let seed = 42;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return Math.floor((seed / 2147483648) * n);
+    };
+    let compared = 0;
+    let taken = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let text = random(2) === 0 ? 'GET /a HTTP/1.1\r\nHost: x' : '';
+      for (let n = 1 + random(10); n > 0; n--) text += parts[random(parts.length)];
+      if (text.includes('\r\n\r\n') || text.endsWith('\r') || text.startsWith('\n')) continue; // not one whole head
+      compared++;
+      const expected = reference(text);
+      if (expected !== null) taken++;
+      expect(parseHead(head([text])), JSON.stringify(text)).toEqual(expected);
+    }
+    expect(compared).toBeGreaterThan(10_000);
+    expect(taken).toBeGreaterThan(100); // the comparison covers heads the door takes, not only refusals
   });
 });
 
