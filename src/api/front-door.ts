@@ -98,16 +98,16 @@ export function parseHead(b: Buffer, start = 0, end = b.length): Head | null {
       const c = b[p]!;
       if ((c < SPACE && c !== TAB) || c > 0x7e) return null;
     }
-    if (nameIs(b, name, nameLength, 'host')) {
+    if (spells(b, name, nameLength, 'host')) {
       hosts++;
-    } else if (nameIs(b, name, nameLength, 'connection')) {
+    } else if (spells(b, name, nameLength, 'connection')) {
       if (valueIs(b, value, p, 'close')) close = true;
       else if (!valueIs(b, value, p, 'keep-alive')) return null;
     } else if (
-      nameIs(b, name, nameLength, 'content-length') ||
-      nameIs(b, name, nameLength, 'transfer-encoding') ||
-      nameIs(b, name, nameLength, 'expect') ||
-      nameIs(b, name, nameLength, 'upgrade')
+      spells(b, name, nameLength, 'content-length') ||
+      spells(b, name, nameLength, 'transfer-encoding') ||
+      spells(b, name, nameLength, 'expect') ||
+      spells(b, name, nameLength, 'upgrade')
     ) {
       return null;
     }
@@ -115,10 +115,14 @@ export function parseHead(b: Buffer, start = 0, end = b.length): Head | null {
   return hosts === 1 ? { target, close } : null;
 }
 
-/** Whether `length` bytes at `at` spell `lower` (lower case letters and '-'), in any case. */
-function nameIs(b: Uint8Array, at: number, length: number, lower: string): boolean {
+/**
+ * Whether `length` bytes at `at` spell `lower` (lower case letters and '-'), in any case: a header
+ * field's name, or its value.
+ */
+function spells(b: Uint8Array, at: number, length: number, lower: string): boolean {
   if (length !== lower.length) return false;
-  // Or-ing 0x20 lower-cases A-Z and leaves '-' alone; no other byte becomes a-z that way.
+  // Or-ing 0x20 lower-cases A-Z, and only A-Z become a-z that way. It also turns CR into '-', but
+  // a name or value never holds a CR (the line ends there).
   for (let k = 0; k < length; k++) if ((b[at + k]! | 0x20) !== lower.charCodeAt(k)) return false;
   return true;
 }
@@ -127,7 +131,7 @@ function nameIs(b: Uint8Array, at: number, length: number, lower: string): boole
 function valueIs(b: Uint8Array, at: number, end: number, lower: string): boolean {
   while (at < end && (b[at] === SPACE || b[at] === TAB)) at++;
   while (end > at && (b[end - 1] === SPACE || b[end - 1] === TAB)) end--;
-  return nameIs(b, at, end - at, lower);
+  return spells(b, at, end - at, lower);
 }
 
 /** What follows a route's header lines: Date and Connection, as Node's server writes them. */
